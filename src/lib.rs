@@ -1,0 +1,12 @@
+//! Vigil: a Kubernetes validating admission webhook that catches workloads slipping past security monitoring.
+#![forbid(unsafe_code)]
+
+pub mod admission;
+pub mod alert;
+pub mod cli;
+pub mod engine;
+pub mod image;
+pub mod manifest;
+pub mod policy;
+pub mod rules;
+pub mod workload;

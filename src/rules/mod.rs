@@ -1,0 +1,450 @@
+//! The rule catalogue: one file per rule id, each a pure check from a pod view to findings.
+//!
+//! A rule knows nothing of modes, exemptions or requests. It reads the pod spec and reports what it sees,
+//! with a field path into the original object. The engine decides what each finding means.
+
+use std::borrow::Cow;
+use std::fmt;
+
+use serde::Serialize;
+
+use crate::image::{ImageRef, ImageRefError};
+use crate::policy::{Mode, Profile, RuleOptions};
+use crate::workload::{Container, ContainerList, Workload};
+
+mod apparmor;
+mod capabilities;
+mod ephemeral_containers;
+mod host_namespaces;
+pub mod host_path;
+mod host_ports;
+mod host_probes;
+mod image_digest;
+mod image_registry;
+mod image_tag;
+mod privilege_escalation;
+mod privileged;
+mod proc_mount;
+mod run_as_non_root;
+mod seccomp;
+pub mod secret_in_env;
+mod selinux;
+mod sysctls;
+mod volume_types;
+mod windows_host_process;
+
+/// How bad a finding is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    Low,
+    Medium,
+    High,
+    Critical,
+}
+
+impl Severity {
+    /// The name used in alerts and reports.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Low => "low",
+            Severity::Medium => "medium",
+            Severity::High => "high",
+            Severity::Critical => "critical",
+        }
+    }
+}
+
+/// Which policies turn a rule on without the policy naming it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RuleProfile {
+    /// On under `baseline` and `restricted`.
+    Baseline,
+    /// On under `restricted` only.
+    Restricted,
+    /// On only when the policy configures it.
+    Configured,
+}
+
+/// A rule's mode when the policy does not set one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DefaultMode {
+    /// The policy's `mode`.
+    Policy,
+    /// A fixed mode, whatever the policy's `mode` says.
+    Fixed(Mode),
+}
+
+impl fmt::Display for DefaultMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DefaultMode::Policy => f.write_str("policy"),
+            DefaultMode::Fixed(mode) => f.write_str(mode.as_str()),
+        }
+    }
+}
+
+macro_rules! rule_ids {
+    ($($variant:ident => $id:literal,)*) => {
+        /// A stable rule id. Ids are never renamed.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+        pub enum RuleId { $($variant,)* }
+
+        impl RuleId {
+            /// Every rule id, in catalogue order.
+            pub const ALL: &'static [RuleId] = &[$(RuleId::$variant,)*];
+
+            /// The id as written in policies and alerts.
+            pub fn as_str(self) -> &'static str {
+                match self { $(RuleId::$variant => $id,)* }
+            }
+
+            /// Looks an id up by its name.
+            pub fn parse(name: &str) -> Option<RuleId> {
+                match name { $($id => Some(RuleId::$variant),)* _ => None }
+            }
+        }
+    };
+}
+
+rule_ids! {
+    Privileged => "privileged",
+    HostNamespaces => "host-namespaces",
+    HostPorts => "host-ports",
+    HostPath => "host-path",
+    Capabilities => "capabilities",
+    ProcMount => "proc-mount",
+    Seccomp => "seccomp",
+    AppArmor => "apparmor",
+    SeLinux => "selinux",
+    Sysctls => "sysctls",
+    WindowsHostProcess => "windows-host-process",
+    HostProbes => "host-probes",
+    PrivilegeEscalation => "privilege-escalation",
+    RunAsNonRoot => "run-as-non-root",
+    VolumeTypes => "volume-types",
+    EphemeralContainers => "ephemeral-containers",
+    ImageRegistry => "image-registry",
+    ImageTag => "image-tag",
+    ImageDigest => "image-digest",
+    SecretInEnv => "secret-in-env",
+}
+
+impl RuleId {
+    /// The rule's catalogue entry.
+    pub fn rule(self) -> &'static Rule {
+        &CATALOGUE[self as usize]
+    }
+}
+
+impl fmt::Display for RuleId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl Serialize for RuleId {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+/// A catalogue entry: what a rule is, and its check.
+pub struct Rule {
+    pub id: RuleId,
+    /// The severity of a typical finding; a finding may grade itself higher (host-path does).
+    pub severity: Severity,
+    pub techniques: &'static [&'static str],
+    pub profile: RuleProfile,
+    pub default_mode: DefaultMode,
+    /// One line, for `vigil rules` and the README.
+    pub description: &'static str,
+    /// Whether the finding is about the image itself, so that a changed image counts as a new finding.
+    pub about_image: bool,
+    pub check: fn(&PodView<'_>, &CheckContext<'_>, &mut Vec<Finding>),
+}
+
+/// Every rule, indexed by `RuleId as usize`.
+pub static CATALOGUE: [Rule; 20] = [
+    privileged::RULE,
+    host_namespaces::RULE,
+    host_ports::RULE,
+    host_path::RULE,
+    capabilities::RULE,
+    proc_mount::RULE,
+    seccomp::RULE,
+    apparmor::RULE,
+    selinux::RULE,
+    sysctls::RULE,
+    windows_host_process::RULE,
+    host_probes::RULE,
+    privilege_escalation::RULE,
+    run_as_non_root::RULE,
+    volume_types::RULE,
+    ephemeral_containers::RULE,
+    image_registry::RULE,
+    image_tag::RULE,
+    image_digest::RULE,
+    secret_in_env::RULE,
+];
+
+/// What a rule's check may read besides the pod: the policy's profile and the rule options.
+pub struct CheckContext<'a> {
+    pub profile: Profile,
+    pub options: &'a RuleOptions,
+}
+
+/// One container, with where it sits and its parsed image.
+pub struct ContainerView<'a> {
+    pub list: ContainerList,
+    pub index: usize,
+    pub container: &'a Container,
+    /// `None` when the container names no image.
+    pub image: Option<Result<ImageRef, ImageRefError>>,
+}
+
+impl ContainerView<'_> {
+    /// The container's name.
+    pub fn name(&self) -> &str {
+        &self.container.name
+    }
+
+    /// The image's normalized form, or the raw string when it does not parse.
+    pub fn image_display(&self) -> Option<String> {
+        match &self.image {
+            Some(Ok(image)) => Some(image.to_string()),
+            Some(Err(_)) => self.container.image.clone(),
+            None => None,
+        }
+    }
+}
+
+/// A workload prepared for the checks: every container of every list, each image parsed once.
+pub struct PodView<'a> {
+    pub workload: &'a Workload,
+    pub containers: Vec<ContainerView<'a>>,
+}
+
+impl<'a> PodView<'a> {
+    /// Prepares a workload for the checks.
+    pub fn new(workload: &'a Workload) -> PodView<'a> {
+        let containers = workload
+            .containers()
+            .map(|c| ContainerView {
+                list: c.list,
+                index: c.index,
+                container: c.container,
+                image: c.container.image.as_deref().map(ImageRef::parse),
+            })
+            .collect();
+        PodView {
+            workload,
+            containers,
+        }
+    }
+
+    /// Whether the pod declares itself a Windows pod (`spec.os.name: windows`).
+    pub fn is_windows(&self) -> bool {
+        self.workload
+            .spec
+            .os
+            .as_ref()
+            .and_then(|os| os.name.as_deref())
+            == Some("windows")
+    }
+
+    /// A finding about a pod-level field; `rel` is the path below the pod spec.
+    pub fn pod_finding(
+        &self,
+        rule: RuleId,
+        rel: &str,
+        subject: impl Into<Cow<'static, str>>,
+        message: String,
+    ) -> Finding {
+        Finding {
+            rule,
+            severity: rule.rule().severity,
+            container: None,
+            field: format!("{}.{rel}", self.workload.spec_path()),
+            subject: subject.into(),
+            message,
+        }
+    }
+
+    /// A finding about the pod's annotations; `key` is the annotation key.
+    pub fn annotation_finding(
+        &self,
+        rule: RuleId,
+        key: &str,
+        container: Option<usize>,
+        message: String,
+    ) -> Finding {
+        Finding {
+            rule,
+            severity: rule.rule().severity,
+            container,
+            field: format!(
+                "{}.annotations[{key}]",
+                self.workload.kind.pod_metadata_path()
+            ),
+            subject: Cow::Owned(key.to_owned()),
+            message,
+        }
+    }
+
+    /// A finding about a container; `rel` is the path below the container.
+    pub fn container_finding(
+        &self,
+        rule: RuleId,
+        position: usize,
+        rel: &str,
+        subject: impl Into<Cow<'static, str>>,
+        message: String,
+    ) -> Finding {
+        let c = &self.containers[position];
+        Finding {
+            rule,
+            severity: rule.rule().severity,
+            container: Some(position),
+            field: format!(
+                "{}.{}[{}].{rel}",
+                self.workload.spec_path(),
+                c.list.field(),
+                c.index
+            ),
+            subject: subject.into(),
+            message,
+        }
+    }
+
+    /// The containers with their position in `containers`.
+    pub fn iter(&self) -> impl Iterator<Item = (usize, &ContainerView<'a>)> {
+        self.containers.iter().enumerate()
+    }
+}
+
+/// What a rule saw: a value, not an error.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Finding {
+    pub rule: RuleId,
+    pub severity: Severity,
+    /// Position in `PodView::containers`, for a container-level finding.
+    pub container: Option<usize>,
+    /// Path of the offending field in the original object.
+    pub field: String,
+    /// What, within the rule and the container, the finding is about (a capability, a path, a field). With
+    /// the rule and the container name, it says whether an old object had the same finding.
+    pub subject: Cow<'static, str>,
+    pub message: String,
+}
+
+impl Finding {
+    /// Raises the severity of this finding.
+    pub fn with_severity(mut self, severity: Severity) -> Finding {
+        self.severity = severity;
+        self
+    }
+}
+
+/// Runs one rule over a pod. Used by the engine and by the rule tests.
+pub fn run(rule: RuleId, pod: &PodView<'_>, cx: &CheckContext<'_>, out: &mut Vec<Finding>) {
+    (rule.rule().check)(pod, cx, out)
+}
+
+#[cfg(test)]
+pub(crate) mod testing {
+    //! Helpers for the per-rule unit tests.
+    use super::*;
+    use crate::workload::WorkloadKind;
+
+    /// Runs `rule` on a Pod whose `spec` is the given JSON, under `profile` and `options`.
+    pub fn findings_with(
+        rule: RuleId,
+        spec: &str,
+        profile: Profile,
+        options: &RuleOptions,
+    ) -> Vec<Finding> {
+        findings_for(
+            rule,
+            &format!(r#"{{"spec":{spec}}}"#),
+            WorkloadKind::Pod,
+            profile,
+            options,
+        )
+    }
+
+    /// Runs `rule` on a whole object of `kind`.
+    pub fn findings_for(
+        rule: RuleId,
+        object: &str,
+        kind: WorkloadKind,
+        profile: Profile,
+        options: &RuleOptions,
+    ) -> Vec<Finding> {
+        let workload = Workload::from_json(kind, object).expect("test object decodes");
+        let pod = PodView::new(&workload);
+        let mut out = Vec::new();
+        run(rule, &pod, &CheckContext { profile, options }, &mut out);
+        out
+    }
+
+    /// Runs `rule` under the baseline profile with default options.
+    pub fn findings(rule: RuleId, spec: &str) -> Vec<Finding> {
+        findings_with(rule, spec, Profile::Baseline, &RuleOptions::default())
+    }
+
+    /// Runs `rule` under the restricted profile with default options.
+    pub fn restricted(rule: RuleId, spec: &str) -> Vec<Finding> {
+        findings_with(rule, spec, Profile::Restricted, &RuleOptions::default())
+    }
+
+    /// The field paths of the findings.
+    pub fn fields(findings: &[Finding]) -> Vec<&str> {
+        findings.iter().map(|f| f.field.as_str()).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashSet;
+
+    #[test]
+    fn catalogue_is_indexed_by_id() {
+        for (i, rule) in CATALOGUE.iter().enumerate() {
+            assert_eq!(rule.id as usize, i, "{} is out of place", rule.id);
+            assert_eq!(RuleId::parse(rule.id.as_str()), Some(rule.id));
+        }
+        assert_eq!(RuleId::ALL.len(), CATALOGUE.len());
+    }
+
+    #[test]
+    fn catalogue_entries_are_unique_and_documented() {
+        let mut ids = HashSet::new();
+        for rule in &CATALOGUE {
+            let id = rule.id.as_str();
+            assert!(ids.insert(id), "duplicate id {id}");
+            assert!(
+                id.chars().all(|c| c.is_ascii_lowercase() || c == '-'),
+                "{id}: ids are lowercase words joined by '-'"
+            );
+            assert!(!rule.description.is_empty(), "{id} has no description");
+            assert!(
+                !rule.description.contains('\n') && rule.description.len() <= 100,
+                "{id}: the description is one short line"
+            );
+            assert!(
+                !rule.techniques.is_empty(),
+                "{id} names no ATT&CK technique"
+            );
+            for t in rule.techniques {
+                let ok = t.starts_with('T')
+                    && t[1..]
+                        .split('.')
+                        .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
+                assert!(ok, "{id}: {t} is not an ATT&CK technique id");
+            }
+        }
+    }
+}

@@ -1,0 +1,216 @@
+//! `secret-in-env`: a credential written literally into a pod spec is readable by anyone who can read the
+//! workload, and lands in every log, backup and `kubectl get -o yaml` of it.
+//!
+//! Restricted fields:
+//! - `spec.containers[*].env[*].value` (and `initContainers`, `ephemeralContainers`)
+//!
+//! A value is flagged when it matches one of `VALUE_PATTERNS`, or when the variable's name says it holds a
+//! credential (`NAME_PATTERN`) and the value is not an obvious non-secret (see `is_inert`). `valueFrom`
+//! references a Secret or ConfigMap and is never flagged. The value itself is never repeated in a message.
+
+use std::sync::LazyLock;
+
+use regex::{Regex, RegexSet};
+
+use super::{CheckContext, DefaultMode, Finding, PodView, Rule, RuleId, RuleProfile, Severity};
+
+pub const RULE: Rule = Rule {
+    id: RuleId::SecretInEnv,
+    severity: Severity::High,
+    techniques: &["T1552.001", "T1552.007"],
+    profile: RuleProfile::Baseline,
+    default_mode: DefaultMode::Policy,
+    description: "a literal env value that looks like a credential (cloud keys, private keys, tokens)",
+    about_image: false,
+    check,
+};
+
+/// The credential shapes recognised in a value: (what it is, regular expression).
+pub const VALUE_PATTERNS: &[(&str, &str)] = &[
+    (
+        "an AWS access key id",
+        r"\b(?:AKIA|ASIA|ABIA|ACCA|A3T[A-Z0-9])[A-Z0-9]{16}\b",
+    ),
+    (
+        "a private key",
+        r"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----",
+    ),
+    (
+        "a GitHub token",
+        r"\b(?:gh[pousr]_[A-Za-z0-9]{36,}|github_pat_[A-Za-z0-9_]{22,})",
+    ),
+    (
+        "a GitLab token",
+        r"\bgl(?:pat|dt|rt|ptt|cbt|imt|soat|ffct)-[A-Za-z0-9_\-]{20,}",
+    ),
+    ("a Slack token", r"\bxox[abposr]-[A-Za-z0-9-]{10,}"),
+    (
+        "a Slack webhook URL",
+        r"https://hooks\.slack\.com/(?:services|workflows)/[A-Za-z0-9/_-]{20,}",
+    ),
+    (
+        "a JSON Web Token",
+        r"\beyJ[A-Za-z0-9_-]{5,}\.eyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{10,}",
+    ),
+    ("a Google API key", r"\bAIza[0-9A-Za-z_\-]{35}\b"),
+    ("a Stripe live key", r"\b[sr]k_live_[0-9A-Za-z]{20,}"),
+    (
+        "a URL with an embedded password",
+        r"[a-z][a-z0-9+.-]*://[^/\s:@]+:[^/\s@$][^/\s@]{2,}@",
+    ),
+];
+
+/// Env names that say they hold a credential, matched case-insensitively.
+pub const NAME_PATTERN: &str = r"(?i)(?:PASSWORD|PASSWD|PASSPHRASE|SECRET|TOKEN|API_?KEY|PRIVATE_?KEY|ACCESS_?KEY|CREDENTIALS?|AUTH_?KEY)";
+
+/// Name suffixes that mark a variable about a credential rather than holding one (`DB_PASSWORD_FILE`).
+pub const NAME_EXCEPTIONS: &str = r"(?i)(?:_FILE|_PATH|_DIR|_NAME|_REF|_URL|_URI|_CMD|_COMMAND|_ENABLED|_LENGTH|_TTL|_EXPIRY|_TIMEOUT|_MODE|_TYPE|_KEY_ID|_ID|_HEADER|_FIELD|_POLICY|INITIAL_CLUSTER_TOKEN)$";
+
+static VALUES: LazyLock<(RegexSet, Vec<Regex>)> = LazyLock::new(|| {
+    let set =
+        RegexSet::new(VALUE_PATTERNS.iter().map(|(_, re)| re)).expect("value patterns compile");
+    let each = VALUE_PATTERNS
+        .iter()
+        .map(|(_, re)| Regex::new(re).expect("value pattern compiles"))
+        .collect();
+    (set, each)
+});
+static NAMES: LazyLock<(Regex, Regex)> = LazyLock::new(|| {
+    (
+        Regex::new(NAME_PATTERN).expect("name pattern compiles"),
+        Regex::new(NAME_EXCEPTIONS).expect("name exceptions compile"),
+    )
+});
+
+/// What a literal value that a credential-named variable holds must not be, to be worth flagging: empty,
+/// a boolean or a number, a `$(VAR)` reference, a path, a template placeholder, or a `key=value,...`
+/// configuration string.
+fn is_inert(value: &str) -> bool {
+    let v = value.trim();
+    v.len() < 4
+        || matches!(
+            v.to_ascii_lowercase().as_str(),
+            "true"
+                | "false"
+                | "yes"
+                | "no"
+                | "none"
+                | "null"
+                | "enabled"
+                | "disabled"
+                | "changeme-in-secret"
+        )
+        || v.bytes().all(|b| b.is_ascii_digit())
+        || (v.starts_with("$(") && v.ends_with(')'))
+        || (v.starts_with("${") && v.ends_with('}'))
+        || (v.starts_with("{{") && v.ends_with("}}"))
+        || v.starts_with('/')
+        || (v.contains('=') && v.contains(','))
+}
+
+/// What the value of env `name` looks like, if it looks like a credential.
+pub fn classify(name: &str, value: &str) -> Option<&'static str> {
+    let (set, each) = &*VALUES;
+    if let Some(i) = set.matches(value).iter().next() {
+        debug_assert!(each[i].is_match(value));
+        return Some(VALUE_PATTERNS[i].0);
+    }
+    let (names, exceptions) = &*NAMES;
+    (names.is_match(name) && !exceptions.is_match(name) && !is_inert(value))
+        .then_some("a credential (by its name)")
+}
+
+fn check(pod: &PodView<'_>, _: &CheckContext<'_>, out: &mut Vec<Finding>) {
+    for (i, c) in pod.iter() {
+        for (e, env) in c.container.env.iter().enumerate() {
+            let Some(value) = env.value.as_deref() else {
+                continue;
+            };
+            if let Some(what) = classify(&env.name, value) {
+                out.push(pod.container_finding(
+                    RuleId::SecretInEnv,
+                    i,
+                    &format!("env[{e}].value"),
+                    env.name.clone(),
+                    format!(
+                        "container {:?} env {} holds a literal value that looks like {what}",
+                        c.name(),
+                        env.name
+                    ),
+                ));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testing::*;
+    use super::*;
+    use rstest::rstest;
+
+    #[rstest]
+    #[case::aws("AWS_ACCESS_KEY_ID", "AKIAIOSFODNN7EXAMPLE", "an AWS access key id")]
+    #[case::private_key("TLS_KEY", "-----BEGIN RSA PRIVATE KEY-----\nMIIE...", "a private key")]
+    #[case::openssh_key("KEY", "-----BEGIN OPENSSH PRIVATE KEY-----", "a private key")]
+    #[case::github("GH", "ghp_0123456789abcdefghijABCDEFGHIJ012345", "a GitHub token")]
+    #[case::github_pat(
+        "GH",
+        "github_pat_11ABCDEFG0123456789_abcdefghijklmnop",
+        "a GitHub token"
+    )]
+    #[case::gitlab("CI", "glpat-abcdefghij0123456789", "a GitLab token")]
+    #[case::slack("NOTIFY", "xoxb-123456789012-abcdefghijkl", "a Slack token")]
+    #[case::slack_hook(
+        "HOOK",
+        "https://hooks.slack.com/services/T000/B000/XXXXXXXXXXXXXXXXXXXXXXXX",
+        "a Slack webhook URL"
+    )]
+    #[case::jwt(
+        "AUTH",
+        "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0In0.dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U",
+        "a JSON Web Token"
+    )]
+    #[case::url_password(
+        "DATABASE",
+        "postgres://app:s3cr3tpw@db:5432/app",
+        "a URL with an embedded password"
+    )]
+    #[case::password_name("DB_PASSWORD", "hunter22", "a credential (by its name)")]
+    #[case::secret_name("client_secret", "abcd1234", "a credential (by its name)")]
+    #[case::token_name("SLACK_TOKEN", "not-a-known-shape", "a credential (by its name)")]
+    fn flags(#[case] name: &str, #[case] value: &str, #[case] what: &str) {
+        assert_eq!(classify(name, value), Some(what), "{name}={value}");
+    }
+
+    #[rstest]
+    #[case::flag_value("ALLOW_EMPTY_PASSWORD", "yes")]
+    #[case::file_path("MARIADB_PASSWORD_FILE", "/opt/bitnami/secrets/pw")]
+    #[case::reference("DB_PASSWORD", "$(DB_PASSWORD_FROM_SECRET)")]
+    #[case::name_suffix("SECRET_NAME", "my-secret")]
+    #[case::number("TOKEN_TTL", "3600")]
+    #[case::plain("LOG_LEVEL", "debug")]
+    #[case::url_without_password("ENDPOINT", "https://example.com:8443/path")]
+    #[case::url_with_reference("DB_URI", "postgresql://app:$(DB_PASSWORD)@db:5432/app")]
+    #[case::command("API_SECRET_KEY_CMD", "cat /run/secrets/key")]
+    #[case::config_string("ETCD_AUTH_TOKEN", "jwt,priv-key=/certs/jwt.pem,sign-method=RS256")]
+    #[case::cluster_token("ETCD_INITIAL_CLUSTER_TOKEN", "etcd-cluster-k8s")]
+    fn ignores(#[case] name: &str, #[case] value: &str) {
+        assert_eq!(classify(name, value), None, "{name}={value}");
+    }
+
+    #[test]
+    fn flags_literal_values_never_value_from() {
+        let f = findings(
+            RuleId::SecretInEnv,
+            r#"{"containers":[{"name":"a","env":[{"name":"LOG","value":"info"},
+                {"name":"DB_PASSWORD","valueFrom":{"secretKeyRef":{"name":"db","key":"pw"}}},
+                {"name":"KEY","value":"AKIAIOSFODNN7EXAMPLE"}]}]}"#,
+        );
+        assert_eq!(fields(&f), ["spec.containers[0].env[2].value"]);
+        assert!(
+            !f[0].message.contains("AKIA"),
+            "the message must not leak the value"
+        );
+    }
+}
