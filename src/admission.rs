@@ -1,0 +1,603 @@
+//! AdmissionReview in, decision, AdmissionReview out. No rule logic lives here.
+//!
+//! Decoding is lenient where the API server may add fields in a new release, and strict where a field
+//! decides the outcome. A body that is not a readable review is a `ReviewError` (an HTTP 4xx). A readable
+//! review whose object does not decode is denied in-band, never turned into an HTTP error, because an HTTP
+//! error hands the decision to the webhook's failurePolicy, which may be Ignore.
+
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+
+use base64::Engine as _;
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+use time::OffsetDateTime;
+
+use crate::alert::{self, AlertRecord, ObjectRef, UserRef};
+use crate::engine::{self, Decision, Operation, Violation};
+use crate::policy::Policy;
+use crate::workload::{Workload, WorkloadKind};
+
+/// The only AdmissionReview version Vigil speaks.
+pub const API_VERSION: &str = "admission.k8s.io/v1";
+
+/// Why a body is not a readable AdmissionReview. Each maps to an HTTP 400 and a metrics reason.
+#[derive(Debug, thiserror::Error)]
+pub enum ReviewError {
+    #[error("body is not JSON: {0}")]
+    NotJson(String),
+    #[error("body is not an AdmissionReview: {0}")]
+    NotReview(String),
+    #[error("apiVersion {0:?} is not supported; send admission.k8s.io/v1")]
+    WrongApiVersion(String),
+    #[error("kind {0:?} is not AdmissionReview")]
+    WrongKind(String),
+    #[error("AdmissionReview has no request")]
+    NoRequest,
+    #[error("AdmissionReview request has no uid")]
+    NoUid,
+}
+
+impl ReviewError {
+    /// The `reason` label of `vigil_bad_requests_total`.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            ReviewError::NotJson(_) => "not-json",
+            ReviewError::NotReview(_) => "not-admission-review",
+            ReviewError::WrongApiVersion(_) => "wrong-api-version",
+            ReviewError::WrongKind(_) => "wrong-kind",
+            ReviewError::NoRequest => "no-request",
+            ReviewError::NoUid => "no-uid",
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Envelope<'a> {
+    #[serde(borrow, default)]
+    api_version: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    kind: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    request: Option<RequestEnvelope<'a>>,
+}
+
+#[derive(Deserialize, Default)]
+struct GroupVersionKind<'a> {
+    #[serde(borrow, default)]
+    group: Cow<'a, str>,
+    #[serde(borrow, default)]
+    kind: Cow<'a, str>,
+}
+
+#[derive(Deserialize, Default)]
+struct UserInfo {
+    #[serde(default)]
+    username: Option<String>,
+    #[serde(default)]
+    groups: Option<Vec<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RequestEnvelope<'a> {
+    #[serde(borrow, default)]
+    uid: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    kind: Option<GroupVersionKind<'a>>,
+    #[serde(borrow, default)]
+    sub_resource: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    name: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    namespace: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    operation: Option<Cow<'a, str>>,
+    #[serde(default)]
+    user_info: Option<UserInfo>,
+    #[serde(borrow, default)]
+    object: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    old_object: Option<&'a RawValue>,
+    #[serde(default)]
+    dry_run: Option<bool>,
+}
+
+/// The least a body must hold to be answered in-band: the envelope and the request's uid.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct MinimalEnvelope<'a> {
+    #[serde(borrow, default)]
+    api_version: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    kind: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    request: Option<MinimalRequest<'a>>,
+}
+
+#[derive(Deserialize)]
+struct MinimalRequest<'a> {
+    #[serde(borrow, default)]
+    uid: Option<Cow<'a, str>>,
+}
+
+fn check_envelope(api_version: Option<&str>, kind: Option<&str>) -> Result<(), ReviewError> {
+    match api_version {
+        Some(API_VERSION) => {}
+        other => {
+            return Err(ReviewError::WrongApiVersion(
+                other.unwrap_or_default().to_owned(),
+            ));
+        }
+    }
+    match kind {
+        Some("AdmissionReview") => Ok(()),
+        other => Err(ReviewError::WrongKind(other.unwrap_or_default().to_owned())),
+    }
+}
+
+/// Which webhook endpoint is answering.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Endpoint {
+    Validate,
+    Mutate,
+}
+
+/// A summary of a review for metrics and logs: never the object itself.
+#[derive(Debug, Clone, Default)]
+pub struct ReviewSummary {
+    pub uid: String,
+    /// The covered kind, or `other` for a kind Vigil does not cover.
+    pub kind: &'static str,
+    pub operation: &'static str,
+    pub namespace: String,
+    pub name: String,
+    /// `allowed`, `denied`, or `skipped` for a request admitted without evaluation.
+    pub decision: &'static str,
+    pub violations: Vec<(&'static str, &'static str)>,
+    pub exemptions: Vec<String>,
+}
+
+/// A review's answer: the AdmissionReview response body, and the alert line when there are violations.
+#[derive(Debug, Clone)]
+pub struct Reviewed {
+    pub body: Vec<u8>,
+    pub alert: Option<String>,
+    pub summary: ReviewSummary,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ReviewOut<'a> {
+    api_version: &'static str,
+    kind: &'static str,
+    response: ResponseOut<'a>,
+}
+
+#[derive(Serialize)]
+struct Status {
+    code: u16,
+    message: String,
+    reason: &'static str,
+    status: &'static str,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ResponseOut<'a> {
+    uid: &'a str,
+    allowed: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    status: Option<Status>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    warnings: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    audit_annotations: Option<BTreeMap<&'static str, String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    patch_type: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    patch: Option<String>,
+}
+
+impl<'a> ResponseOut<'a> {
+    fn allow(uid: &'a str) -> Self {
+        ResponseOut {
+            uid,
+            allowed: true,
+            status: None,
+            warnings: Vec::new(),
+            audit_annotations: None,
+            patch_type: None,
+            patch: None,
+        }
+    }
+
+    fn deny(uid: &'a str, code: u16, reason: &'static str, message: String) -> Self {
+        ResponseOut {
+            allowed: false,
+            status: Some(Status {
+                code,
+                message,
+                reason,
+                status: "Failure",
+            }),
+            ..ResponseOut::allow(uid)
+        }
+    }
+
+    fn into_body(self) -> Vec<u8> {
+        serde_json::to_vec(&ReviewOut {
+            api_version: API_VERSION,
+            kind: "AdmissionReview",
+            response: self,
+        })
+        .expect("a response always serializes")
+    }
+}
+
+/// Reads a review body and answers it under `policy` at time `now`.
+pub fn review(
+    policy: &Policy,
+    body: &[u8],
+    now: OffsetDateTime,
+    endpoint: Endpoint,
+) -> Result<Reviewed, ReviewError> {
+    let envelope: Envelope<'_> = match serde_json::from_slice(body) {
+        Ok(e) => e,
+        Err(e) => return readable_but_broken(body, e),
+    };
+    check_envelope(envelope.api_version.as_deref(), envelope.kind.as_deref())?;
+    let request = envelope.request.ok_or(ReviewError::NoRequest)?;
+    let uid = match request.uid.as_deref() {
+        Some(uid) if !uid.is_empty() => uid,
+        _ => return Err(ReviewError::NoUid),
+    };
+    Ok(answer(policy, &request, uid, now, endpoint))
+}
+
+/// A body that failed the typed decode: if the envelope and the uid can still be read, the review is
+/// answered in-band with a denial; otherwise it is not a readable review.
+fn readable_but_broken(body: &[u8], error: serde_json::Error) -> Result<Reviewed, ReviewError> {
+    if error.is_syntax() || error.is_eof() {
+        return Err(ReviewError::NotJson(error.to_string()));
+    }
+    let minimal: MinimalEnvelope<'_> =
+        serde_json::from_slice(body).map_err(|e| ReviewError::NotReview(e.to_string()))?;
+    check_envelope(minimal.api_version.as_deref(), minimal.kind.as_deref())?;
+    let request = minimal.request.ok_or(ReviewError::NoRequest)?;
+    let uid = request
+        .uid
+        .filter(|u| !u.is_empty())
+        .ok_or(ReviewError::NoUid)?;
+    let body = ResponseOut::deny(
+        &uid,
+        400,
+        "BadRequest",
+        format!("vigil could not read the request: {error}"),
+    )
+    .into_body();
+    Ok(Reviewed {
+        body,
+        alert: None,
+        summary: ReviewSummary {
+            uid: uid.into_owned(),
+            kind: "other",
+            operation: "",
+            decision: "denied",
+            ..ReviewSummary::default()
+        },
+    })
+}
+
+fn answer(
+    policy: &Policy,
+    request: &RequestEnvelope<'_>,
+    uid: &str,
+    now: OffsetDateTime,
+    endpoint: Endpoint,
+) -> Reviewed {
+    let gvk = request.kind.as_ref();
+    let kind = gvk.and_then(|k| WorkloadKind::from_group_kind(&k.group, &k.kind));
+    let operation = request.operation.as_deref().and_then(Operation::parse);
+    let mut summary = ReviewSummary {
+        uid: uid.to_owned(),
+        kind: kind.map_or("other", WorkloadKind::as_str),
+        operation: operation.map_or("", Operation::as_str),
+        namespace: request.namespace.as_deref().unwrap_or_default().to_owned(),
+        name: request.name.as_deref().unwrap_or_default().to_owned(),
+        decision: "skipped",
+        ..ReviewSummary::default()
+    };
+    let skip = |summary: ReviewSummary| Reviewed {
+        body: ResponseOut::allow(uid).into_body(),
+        alert: None,
+        summary,
+    };
+    let deny_unreadable = |mut summary: ReviewSummary, message: String| {
+        let body = match endpoint {
+            // The mutating webhook only annotates; the validating one denies.
+            Endpoint::Mutate => ResponseOut::allow(uid).into_body(),
+            Endpoint::Validate => {
+                summary.decision = "denied";
+                ResponseOut::deny(uid, 400, "BadRequest", message).into_body()
+            }
+        };
+        Reviewed {
+            body,
+            alert: None,
+            summary,
+        }
+    };
+
+    let Some(kind) = kind else {
+        return skip(summary);
+    };
+    let operation = match operation {
+        Some(op @ (Operation::Create | Operation::Update)) => op,
+        Some(Operation::Delete | Operation::Connect) => return skip(summary),
+        None => {
+            let op = request.operation.as_deref().unwrap_or_default();
+            return deny_unreadable(
+                summary,
+                format!("vigil could not read the request: unknown operation {op:?}"),
+            );
+        }
+    };
+    match request.sub_resource.as_deref() {
+        None | Some("") => {}
+        Some("ephemeralcontainers") if kind == WorkloadKind::Pod => {}
+        Some(_) => return skip(summary),
+    }
+    let Some(raw) = request.object else {
+        return deny_unreadable(
+            summary,
+            format!(
+                "vigil could not read the request: {kind} {} has no object",
+                operation.as_str()
+            ),
+        );
+    };
+    let object = match Workload::from_json(kind, raw.get()) {
+        Ok(w) => w,
+        Err(e) => {
+            return deny_unreadable(
+                summary,
+                format!("vigil could not read the {kind}: object.{e}"),
+            );
+        }
+    };
+    // An old object that does not decode is treated as absent: every violation then counts as new.
+    let old_object = request
+        .old_object
+        .and_then(|raw| Workload::from_json(kind, raw.get()).ok());
+
+    let namespace = match summary.namespace.as_str() {
+        "" => object.metadata.namespace.clone().unwrap_or_default(),
+        ns => ns.to_owned(),
+    };
+    let user = request.user_info.as_ref();
+    let user = UserRef {
+        username: user.and_then(|u| u.username.clone()).unwrap_or_default(),
+        groups: user.and_then(|u| u.groups.clone()).unwrap_or_default(),
+    };
+    let decision = engine::evaluate(
+        policy,
+        &engine::Request {
+            operation,
+            namespace: &namespace,
+            username: &user.username,
+            groups: &user.groups,
+            time: now,
+            object: &object,
+            old_object: old_object.as_ref(),
+        },
+    );
+    let object_ref = ObjectRef {
+        api_version: api_version_of(kind),
+        kind: kind.as_str().to_owned(),
+        namespace,
+        name: object_name(request.name.as_deref(), &object),
+    };
+    summary.decision = alert::decision_word(&decision);
+    summary.namespace = object_ref.namespace.clone();
+    summary.name = object_ref.name.clone();
+    summary.violations = decision
+        .violations
+        .iter()
+        .map(|v| (v.rule.as_str(), v.mode.as_str()))
+        .collect();
+    summary.exemptions = decision
+        .violations
+        .iter()
+        .filter_map(|v| v.exemption.clone())
+        .collect();
+
+    let record = (!decision.violations.is_empty()).then(|| {
+        AlertRecord {
+            schema: alert::SCHEMA,
+            time: alert::format_time(now),
+            uid,
+            decision: alert::decision_word(&decision),
+            dry_run: request.dry_run.unwrap_or(false),
+            operation: operation.as_str(),
+            object: &object_ref,
+            user: &user,
+            violations: &decision.violations,
+            change: None,
+        }
+        .to_json()
+    });
+    let body = match endpoint {
+        Endpoint::Validate => validate_response(uid, &object_ref, &decision, record.as_deref()),
+        Endpoint::Mutate => mutate_response(
+            uid,
+            &object,
+            request.sub_resource.is_some(),
+            &decision,
+            &object_ref,
+            &user,
+        ),
+    };
+    Reviewed {
+        body,
+        alert: match endpoint {
+            Endpoint::Validate => record,
+            Endpoint::Mutate => None,
+        },
+        summary,
+    }
+}
+
+fn api_version_of(kind: WorkloadKind) -> String {
+    match kind.group() {
+        "" => "v1".to_owned(),
+        group => format!("{group}/v1"),
+    }
+}
+
+/// The object's name; a name the API server will generate shows as its prefix and `*`.
+fn object_name(request_name: Option<&str>, object: &Workload) -> String {
+    match request_name
+        .filter(|n| !n.is_empty())
+        .or(object.metadata.name.as_deref())
+    {
+        Some(name) if !name.is_empty() => name.to_owned(),
+        _ => match object.metadata.generate_name.as_deref() {
+            Some(prefix) if !prefix.is_empty() => format!("{prefix}*"),
+            _ => "(unnamed)".to_owned(),
+        },
+    }
+}
+
+fn validate_response(
+    uid: &str,
+    object: &ObjectRef,
+    decision: &Decision,
+    record: Option<&str>,
+) -> Vec<u8> {
+    let mut response = if decision.allowed {
+        ResponseOut::allow(uid)
+    } else {
+        ResponseOut::deny(
+            uid,
+            403,
+            "Forbidden",
+            alert::denial_message(object, decision),
+        )
+    };
+    response.warnings = alert::warnings(decision);
+    response.audit_annotations = record.map(|r| alert::audit_annotations(r, &decision.violations));
+    response.into_body()
+}
+
+/// The annotation `/mutate` writes: the record without the per-request fields (uid, time, decision), so
+/// that a second call on its own output finds the same value and changes nothing.
+#[derive(Serialize, Deserialize, PartialEq)]
+struct AnnotationRecord<'a> {
+    schema: Cow<'a, str>,
+    object: ObjectRef,
+    user: UserRef,
+    violations: Vec<AnnotatedViolation<'a>>,
+}
+
+/// The parts of a violation kept in the annotation.
+#[derive(Serialize, Deserialize, PartialEq)]
+struct AnnotatedViolation<'a> {
+    rule: Cow<'a, str>,
+    mode: Cow<'a, str>,
+    severity: Cow<'a, str>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    container: Option<Cow<'a, str>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    image: Option<Cow<'a, str>>,
+    field: Cow<'a, str>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    exemption: Option<Cow<'a, str>>,
+}
+
+impl<'a> From<&'a Violation> for AnnotatedViolation<'a> {
+    fn from(v: &'a Violation) -> Self {
+        AnnotatedViolation {
+            rule: v.rule.as_str().into(),
+            mode: v.mode.as_str().into(),
+            severity: v.severity.as_str().into(),
+            container: v.container.as_deref().map(Cow::Borrowed),
+            image: v.image.as_deref().map(Cow::Borrowed),
+            field: v.field.as_str().into(),
+            exemption: v.exemption.as_deref().map(Cow::Borrowed),
+        }
+    }
+}
+
+/// Escapes a key for a JSON Pointer (RFC 6901).
+fn pointer_escape(key: &str) -> String {
+    key.replace('~', "~0").replace('/', "~1")
+}
+
+fn mutate_response(
+    uid: &str,
+    object: &Workload,
+    subresource: bool,
+    decision: &Decision,
+    object_ref: &ObjectRef,
+    user: &UserRef,
+) -> Vec<u8> {
+    // A subresource update cannot change metadata; there is nothing to annotate.
+    if subresource {
+        return ResponseOut::allow(uid).into_body();
+    }
+    let current = object.metadata.annotation(alert::ANNOTATION);
+    let wanted = (!decision.violations.is_empty()).then(|| {
+        serde_json::to_string(&AnnotationRecord {
+            schema: alert::SCHEMA.into(),
+            object: object_ref.clone(),
+            user: user.clone(),
+            violations: decision
+                .violations
+                .iter()
+                .map(AnnotatedViolation::from)
+                .collect(),
+        })
+        .expect("an annotation record always serializes")
+    });
+    let key_path = format!(
+        "/metadata/annotations/{}",
+        pointer_escape(alert::ANNOTATION)
+    );
+    let op = match (current, &wanted) {
+        (None, None) => None,
+        (Some(_), None) => Some(serde_json::json!({"op": "remove", "path": key_path})),
+        (Some(have), Some(want)) if same_annotation(have, want) => None,
+        (Some(_), Some(want)) => {
+            Some(serde_json::json!({"op": "replace", "path": key_path, "value": want}))
+        }
+        (None, Some(want)) if object.metadata.annotations.is_none() => Some(serde_json::json!({
+            "op": "add", "path": "/metadata/annotations", "value": {alert::ANNOTATION: want}
+        })),
+        (None, Some(want)) => {
+            Some(serde_json::json!({"op": "add", "path": key_path, "value": want}))
+        }
+    };
+    let mut response = ResponseOut::allow(uid);
+    if let Some(op) = op {
+        let patch = serde_json::to_vec(&[op]).expect("a patch always serializes");
+        response.patch_type = Some("JSONPatch");
+        response.patch = Some(base64::engine::general_purpose::STANDARD.encode(patch));
+    }
+    response.into_body()
+}
+
+/// Whether an existing annotation says what Vigil would write now. The user who made the change may
+/// differ from the one who made the first; the violations must not.
+fn same_annotation(have: &str, want: &str) -> bool {
+    match (
+        serde_json::from_str::<AnnotationRecord<'_>>(have),
+        serde_json::from_str::<AnnotationRecord<'_>>(want),
+    ) {
+        (Ok(h), Ok(w)) => {
+            h.schema == w.schema && h.object == w.object && h.violations == w.violations
+        }
+        _ => false,
+    }
+}

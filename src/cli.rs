@@ -1,0 +1,591 @@
+//! The command line: clap definitions and the offline subcommands (check, review, policy, rules).
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use serde::Serialize;
+use time::OffsetDateTime;
+
+use crate::admission::{self, Endpoint};
+use crate::alert::ObjectRef;
+use crate::engine::{self, Decision, Operation, Violation};
+use crate::manifest::{self, Object, Origin};
+use crate::policy::{self, DEFAULT_POLICY, Mode, Policy};
+use crate::rules::CATALOGUE;
+
+/// Exit code: nothing would be denied.
+pub const EXIT_OK: u8 = 0;
+/// Exit code: something would be denied.
+pub const EXIT_DENIED: u8 = 1;
+/// Exit code: bad input or a bad policy.
+pub const EXIT_BAD_INPUT: u8 = 2;
+
+/// Vigil: a Kubernetes admission webhook that stops or records workloads slipping past security monitoring.
+#[derive(Debug, Parser)]
+#[command(name = "vigil", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Evaluate manifests offline with the server's engine, as CREATE requests.
+    Check(CheckArgs),
+    /// Answer one AdmissionReview as /validate would.
+    Review(ReviewArgs),
+    /// Validate or print policies.
+    #[command(subcommand)]
+    Policy(PolicyCommand),
+    /// List the rule catalogue.
+    Rules(RulesArgs),
+}
+
+/// `vigil check`.
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// Policy file; the built-in default policy when absent.
+    #[arg(long, env = "VIGIL_POLICY")]
+    pub policy: Option<PathBuf>,
+    /// Replace every active rule's mode, e.g. `enforce` to see what enforcing would block.
+    #[arg(long, value_parser = parse_mode)]
+    pub mode: Option<Mode>,
+    /// The requesting user, for exemptions.
+    #[arg(long, default_value = "")]
+    pub user: String,
+    /// A group of the requesting user, for exemptions (repeatable).
+    #[arg(long = "group")]
+    pub groups: Vec<String>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = CheckOutput::Text)]
+    pub output: CheckOutput,
+    /// Files or directories (searched for .yaml, .yml, .json), or `-` for stdin.
+    #[arg(required = true)]
+    pub paths: Vec<String>,
+}
+
+/// Output formats of `vigil check`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum CheckOutput {
+    Text,
+    Json,
+    Policyreport,
+}
+
+/// `vigil review`.
+#[derive(Debug, Args)]
+pub struct ReviewArgs {
+    /// Policy file; the built-in default policy when absent.
+    #[arg(long, env = "VIGIL_POLICY")]
+    pub policy: Option<PathBuf>,
+    /// The AdmissionReview file, or `-` for stdin.
+    #[arg(default_value = "-")]
+    pub file: String,
+}
+
+/// `vigil policy ...`.
+#[derive(Debug, Subcommand)]
+pub enum PolicyCommand {
+    /// Validate a policy file: exit 0, or 2 with every error.
+    Validate {
+        /// The policy file.
+        file: PathBuf,
+    },
+    /// Print the built-in default policy.
+    Default,
+}
+
+/// `vigil rules`.
+#[derive(Debug, Args)]
+pub struct RulesArgs {
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = RulesOutput::Text)]
+    pub output: RulesOutput,
+}
+
+/// Output formats of `vigil rules`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum RulesOutput {
+    Text,
+    Json,
+    /// The README's rule table.
+    Markdown,
+}
+
+fn parse_mode(s: &str) -> Result<Mode, String> {
+    Mode::parse(s).ok_or_else(|| format!("{s:?} is not a mode; use off, audit, warn or enforce"))
+}
+
+/// Loads the policy named on the command line, or the default one.
+pub fn load_policy(path: Option<&PathBuf>) -> Result<Policy, String> {
+    match path {
+        None => Ok(Policy::default_policy()),
+        Some(path) => {
+            let name = path.display().to_string();
+            let text = std::fs::read_to_string(path).map_err(|e| format!("{name}: {e}"))?;
+            Policy::parse(&text, &name).map_err(|e| e.to_string())
+        }
+    }
+}
+
+/// Runs an offline subcommand and returns its exit code.
+pub fn run(command: Command) -> ExitCode {
+    let code = match command {
+        Command::Check(args) => check(&args),
+        Command::Review(args) => review(&args),
+        Command::Policy(PolicyCommand::Validate { file }) => validate(&file),
+        Command::Policy(PolicyCommand::Default) => {
+            print!("{DEFAULT_POLICY}");
+            EXIT_OK
+        }
+        Command::Rules(args) => {
+            print!("{}", rules_listing(args.output));
+            EXIT_OK
+        }
+    };
+    ExitCode::from(code)
+}
+
+fn validate(file: &PathBuf) -> u8 {
+    let name = file.display().to_string();
+    let text = match std::fs::read_to_string(file) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("{name}: {e}");
+            return EXIT_BAD_INPUT;
+        }
+    };
+    match Policy::parse(&text, &name) {
+        Ok(policy) => {
+            for warning in policy::warnings(&policy, OffsetDateTime::now_utc()) {
+                eprintln!("{name}: warning: {warning}");
+            }
+            println!("{name}: valid (hash {})", policy.hash);
+            EXIT_OK
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            EXIT_BAD_INPUT
+        }
+    }
+}
+
+fn review(args: &ReviewArgs) -> u8 {
+    let policy = match load_policy(args.policy.as_ref()) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("{e}");
+            return EXIT_BAD_INPUT;
+        }
+    };
+    let body = match manifest::read_source(&args.file) {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("{e}");
+            return EXIT_BAD_INPUT;
+        }
+    };
+    match admission::review(
+        &policy,
+        body.as_bytes(),
+        OffsetDateTime::now_utc(),
+        Endpoint::Validate,
+    ) {
+        Ok(reviewed) => {
+            let mut out = std::io::stdout().lock();
+            let _ = out.write_all(&reviewed.body);
+            let _ = out.write_all(b"\n");
+            EXIT_OK
+        }
+        Err(e) => {
+            eprintln!("{}: {e}", args.file);
+            EXIT_BAD_INPUT
+        }
+    }
+}
+
+/// One object's result in `vigil check`.
+#[derive(Debug, Serialize)]
+pub struct CheckResult {
+    pub origin: Origin,
+    pub object: ObjectRef,
+    pub decision: &'static str,
+    pub violations: Vec<Violation>,
+}
+
+/// Evaluates objects read from manifests as CREATE requests. Objects of kinds Vigil does not cover are
+/// left out.
+pub fn check_objects(
+    policy: &Policy,
+    objects: &[Object],
+    user: &str,
+    groups: &[String],
+    now: OffsetDateTime,
+) -> Vec<CheckResult> {
+    objects
+        .iter()
+        .filter_map(|object| {
+            let workload = object.workload.as_ref()?;
+            let namespace = object
+                .namespace
+                .clone()
+                .unwrap_or_else(|| "default".to_owned());
+            let decision: Decision = engine::evaluate(
+                policy,
+                &engine::Request {
+                    operation: Operation::Create,
+                    namespace: &namespace,
+                    username: user,
+                    groups,
+                    time: now,
+                    object: workload,
+                    old_object: None,
+                },
+            );
+            Some(CheckResult {
+                origin: object.origin.clone(),
+                object: ObjectRef {
+                    api_version: object.api_version.clone(),
+                    kind: object.kind.clone(),
+                    namespace,
+                    name: object.name.clone(),
+                },
+                decision: crate::alert::decision_word(&decision),
+                violations: decision.violations,
+            })
+        })
+        .collect()
+}
+
+fn check(args: &CheckArgs) -> u8 {
+    let policy = match load_policy(args.policy.as_ref()) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("{e}");
+            return EXIT_BAD_INPUT;
+        }
+    };
+    let policy = match args.mode {
+        Some(mode) => policy.with_forced_mode(mode),
+        None => policy,
+    };
+    let mut errors = Vec::new();
+    let mut objects = Vec::new();
+    for path in &args.paths {
+        let files = if path == "-" {
+            vec![PathBuf::from("-")]
+        } else {
+            match manifest::collect_files(path.as_ref()) {
+                Ok(files) => files,
+                Err(e) => {
+                    errors.push(e.to_string());
+                    continue;
+                }
+            }
+        };
+        for file in files {
+            let name = if path == "-" {
+                "(stdin)".to_owned()
+            } else {
+                file.display().to_string()
+            };
+            match manifest::read_source(&file.to_string_lossy()) {
+                Ok(text) => {
+                    let (found, errs) = manifest::read_objects(&name, &text);
+                    objects.extend(found);
+                    errors.extend(errs.iter().map(ToString::to_string));
+                }
+                Err(e) => errors.push(e.to_string()),
+            }
+        }
+    }
+    let results = check_objects(
+        &policy,
+        &objects,
+        &args.user,
+        &args.groups,
+        OffsetDateTime::now_utc(),
+    );
+    let out = match args.output {
+        CheckOutput::Text => text_report(&results, objects.len()),
+        CheckOutput::Json => {
+            serde_json::to_string_pretty(&results).expect("results serialize") + "\n"
+        }
+        CheckOutput::Policyreport => policy_reports(&results, OffsetDateTime::now_utc()),
+    };
+    print!("{out}");
+    for e in &errors {
+        eprintln!("error: {e}");
+    }
+    if !errors.is_empty() {
+        EXIT_BAD_INPUT
+    } else if results.iter().any(|r| r.decision == "denied") {
+        EXIT_DENIED
+    } else {
+        EXIT_OK
+    }
+}
+
+fn text_report(results: &[CheckResult], objects: usize) -> String {
+    let mut out = String::new();
+    let (mut denied, mut flagged) = (0, 0);
+    for r in results.iter().filter(|r| !r.violations.is_empty()) {
+        flagged += 1;
+        if r.decision == "denied" {
+            denied += 1;
+        }
+        out.push_str(&format!(
+            "{}: {}: {}\n",
+            r.origin,
+            r.object.describe(),
+            r.decision
+        ));
+        for v in &r.violations {
+            let mut notes = String::new();
+            if let Some(e) = &v.exemption {
+                notes.push_str(&format!(" (exempted by {e})"));
+            }
+            out.push_str(&format!(
+                "  {} {} {}: {} [{}]{notes}\n",
+                v.mode,
+                v.severity.as_str(),
+                v.rule,
+                v.message,
+                v.field
+            ));
+        }
+    }
+    out.push_str(&format!(
+        "{} objects read, {} workloads checked, {flagged} with violations, {denied} denied\n",
+        objects,
+        results.len()
+    ));
+    out
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct PolicyReport {
+    api_version: &'static str,
+    kind: &'static str,
+    metadata: ReportMetadata,
+    summary: ReportSummary,
+    results: Vec<ReportResult>,
+}
+
+#[derive(Serialize)]
+struct ReportMetadata {
+    name: String,
+    namespace: String,
+    labels: BTreeMap<&'static str, &'static str>,
+}
+
+#[derive(Serialize, Default)]
+struct ReportSummary {
+    pass: usize,
+    fail: usize,
+    warn: usize,
+    error: usize,
+    skip: usize,
+}
+
+#[derive(Serialize)]
+struct ReportResult {
+    source: &'static str,
+    policy: &'static str,
+    rule: String,
+    result: &'static str,
+    severity: &'static str,
+    message: String,
+    scored: bool,
+    timestamp: Timestamp,
+    resources: Vec<ReportResource>,
+    properties: BTreeMap<&'static str, String>,
+}
+
+#[derive(Serialize)]
+struct Timestamp {
+    seconds: i64,
+    nanos: i32,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ReportResource {
+    api_version: String,
+    kind: String,
+    name: String,
+    namespace: String,
+}
+
+/// One `wgpolicyk8s.io/v1alpha2` PolicyReport per namespace, as a YAML stream.
+fn policy_reports(results: &[CheckResult], now: OffsetDateTime) -> String {
+    let mut by_namespace: BTreeMap<&str, Vec<&CheckResult>> = BTreeMap::new();
+    for r in results {
+        by_namespace.entry(&r.object.namespace).or_default().push(r);
+    }
+    let timestamp = || Timestamp {
+        seconds: now.unix_timestamp(),
+        nanos: 0,
+    };
+    let mut out = String::new();
+    for (namespace, results) in by_namespace {
+        let mut summary = ReportSummary::default();
+        let mut entries = Vec::new();
+        for r in results {
+            let resource = || {
+                vec![ReportResource {
+                    api_version: r.object.api_version.clone(),
+                    kind: r.object.kind.clone(),
+                    name: r.object.name.clone(),
+                    namespace: namespace.to_owned(),
+                }]
+            };
+            if r.violations.is_empty() {
+                summary.pass += 1;
+                entries.push(ReportResult {
+                    source: "vigil",
+                    policy: "vigil",
+                    rule: "all".to_owned(),
+                    result: "pass",
+                    severity: "info",
+                    message: "no violations".to_owned(),
+                    scored: true,
+                    timestamp: timestamp(),
+                    resources: resource(),
+                    properties: BTreeMap::from([("origin", r.origin.to_string())]),
+                });
+                continue;
+            }
+            for v in &r.violations {
+                let result = match (&v.exemption, v.mode) {
+                    (Some(_), _) => "skip",
+                    (None, Mode::Warn) => "warn",
+                    (None, _) => "fail",
+                };
+                match result {
+                    "skip" => summary.skip += 1,
+                    "warn" => summary.warn += 1,
+                    _ => summary.fail += 1,
+                }
+                let mut properties = BTreeMap::from([
+                    ("field", v.field.clone()),
+                    ("mode", v.mode.to_string()),
+                    ("techniques", v.techniques.join(",")),
+                    ("origin", r.origin.to_string()),
+                ]);
+                if let Some(c) = &v.container {
+                    properties.insert("container", c.clone());
+                }
+                if let Some(i) = &v.image {
+                    properties.insert("image", i.clone());
+                }
+                if let Some(e) = &v.exemption {
+                    properties.insert("exemption", e.clone());
+                }
+                entries.push(ReportResult {
+                    source: "vigil",
+                    policy: "vigil",
+                    rule: v.rule.to_string(),
+                    result,
+                    severity: v.severity.as_str(),
+                    message: v.message.clone(),
+                    scored: true,
+                    timestamp: timestamp(),
+                    resources: resource(),
+                    properties,
+                });
+            }
+        }
+        let report = PolicyReport {
+            api_version: "wgpolicyk8s.io/v1alpha2",
+            kind: "PolicyReport",
+            metadata: ReportMetadata {
+                name: format!("vigil-{namespace}"),
+                namespace: namespace.to_owned(),
+                labels: BTreeMap::from([("app.kubernetes.io/managed-by", "vigil")]),
+            },
+            summary,
+            results: entries,
+        };
+        out.push_str("---\n");
+        out.push_str(&serde_yaml_ng::to_string(&report).expect("reports serialize"));
+    }
+    out
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct RuleRow {
+    id: &'static str,
+    profile: &'static str,
+    default_mode: String,
+    severity: &'static str,
+    techniques: &'static [&'static str],
+    description: &'static str,
+}
+
+fn rule_rows() -> Vec<RuleRow> {
+    CATALOGUE
+        .iter()
+        .map(|r| RuleRow {
+            id: r.id.as_str(),
+            profile: match r.profile {
+                crate::rules::RuleProfile::Baseline => "baseline",
+                crate::rules::RuleProfile::Restricted => "restricted",
+                crate::rules::RuleProfile::Configured => "configured",
+            },
+            default_mode: r.default_mode.to_string(),
+            severity: r.severity.as_str(),
+            techniques: r.techniques,
+            description: r.description,
+        })
+        .collect()
+}
+
+/// The catalogue as text, JSON or the README's markdown table.
+pub fn rules_listing(output: RulesOutput) -> String {
+    let rows = rule_rows();
+    match output {
+        RulesOutput::Json => serde_json::to_string_pretty(&rows).expect("rules serialize") + "\n",
+        RulesOutput::Markdown => {
+            let mut out = String::from(
+                "| id | profile | default mode | severity | ATT&CK | detects |\n|---|---|---|---|---|---|\n",
+            );
+            for r in rows {
+                out.push_str(&format!(
+                    "| `{}` | {} | {} | {} | {} | {} |\n",
+                    r.id,
+                    r.profile,
+                    r.default_mode,
+                    r.severity,
+                    r.techniques.join(", "),
+                    r.description.replace('|', "\\|")
+                ));
+            }
+            out
+        }
+        RulesOutput::Text => {
+            let mut out = format!(
+                "{:<22} {:<11} {:<8} {:<9} {:<28} {}\n",
+                "ID", "PROFILE", "DEFAULT", "SEVERITY", "TECHNIQUES", "DESCRIPTION"
+            );
+            for r in rows {
+                out.push_str(&format!(
+                    "{:<22} {:<11} {:<8} {:<9} {:<28} {}\n",
+                    r.id,
+                    r.profile,
+                    r.default_mode,
+                    r.severity,
+                    r.techniques.join(","),
+                    r.description
+                ));
+            }
+            out
+        }
+    }
+}
