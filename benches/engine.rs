@@ -1,0 +1,80 @@
+//! The engine's cost on one typical Deployment (a real AdmissionReview captured on minikube), under a policy
+//! with registry rules: evaluation of the parsed object, and the whole review from bytes to response bytes.
+
+use std::hint::black_box;
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use time::OffsetDateTime;
+use vigil::admission::{self, Endpoint};
+use vigil::engine::{self, Operation};
+use vigil::policy::Policy;
+use vigil::workload::{Workload, WorkloadKind};
+
+const REVIEW: &str = include_str!(
+    "../tests/data/admissionreview/real/deployment-create.minikube.kubewarden-echo.json"
+);
+
+const POLICY: &str = r#"
+apiVersion: vigil.dev/v1alpha1
+kind: Policy
+mode: enforce
+profile: restricted
+rules:
+  image-tag: warn
+  image-registry:
+    allow: ["registry.corp.example", "ghcr.io/corp/*", "docker.io/library/*", "quay.io/prometheus/*"]
+    deny: ["*.evil.example", "docker.io/evil/*"]
+exemptions:
+  - name: sre
+    reason: break-glass
+    namespaces: ["debug-*"]
+    groups: ["sre"]
+"#;
+
+fn benches(c: &mut Criterion) {
+    let policy = Policy::parse(POLICY, "bench").expect("bench policy");
+    let review: serde_json::Value = serde_json::from_str(REVIEW).unwrap();
+    let object = serde_json::to_string(&review["request"]["object"]).unwrap();
+    let workload = Workload::from_json(WorkloadKind::Deployment, &object).unwrap();
+    let groups = vec![
+        "system:masters".to_owned(),
+        "system:authenticated".to_owned(),
+    ];
+    let now = OffsetDateTime::now_utc();
+
+    c.bench_function("evaluate parsed deployment", |b| {
+        b.iter(|| {
+            let request = engine::Request {
+                operation: Operation::Create,
+                namespace: "default",
+                username: "minikube-user",
+                groups: &groups,
+                time: now,
+                object: black_box(&workload),
+                old_object: None,
+            };
+            black_box(engine::evaluate(&policy, &request))
+        })
+    });
+    c.bench_function("decode deployment object", |b| {
+        b.iter(|| {
+            black_box(Workload::from_json(WorkloadKind::Deployment, black_box(&object)).unwrap())
+        })
+    });
+    c.bench_function("review deployment admissionreview", |b| {
+        b.iter(|| {
+            black_box(
+                admission::review(
+                    &policy,
+                    black_box(REVIEW.as_bytes()),
+                    now,
+                    Endpoint::Validate,
+                )
+                .unwrap(),
+            )
+        })
+    });
+}
+
+criterion_group!(engine_benches, benches);
+criterion_main!(engine_benches);
