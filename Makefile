@@ -1,4 +1,7 @@
-# The one command that runs every test on a fresh machine: `make test`.
-.PHONY: test
-test:
+# `make test` runs every test on a fresh machine: it installs the tools the tests use, then runs them.
+.PHONY: test test-deps
+test: test-deps
 	cargo test
+
+test-deps:
+	./scripts/test-deps.sh

@@ -34,6 +34,8 @@ pub struct Cli {
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Run the HTTPS admission webhook.
+    Serve(crate::server::ServeArgs),
     /// Evaluate manifests offline with the server's engine, as CREATE requests.
     Check(CheckArgs),
     /// Answer one AdmissionReview as /validate would.
@@ -135,6 +137,7 @@ pub fn load_policy(path: Option<&PathBuf>) -> Result<Policy, String> {
 /// Runs an offline subcommand and returns its exit code.
 pub fn run(command: Command) -> ExitCode {
     let code = match command {
+        Command::Serve(_) => unreachable!("serve runs in main, on the async runtime"),
         Command::Check(args) => check(&args),
         Command::Review(args) => review(&args),
         Command::Policy(PolicyCommand::Validate { file }) => validate(&file),

@@ -9,4 +9,5 @@ pub mod image;
 pub mod manifest;
 pub mod policy;
 pub mod rules;
+pub mod server;
 pub mod workload;

@@ -1,12 +1,53 @@
-//! The `vigil` binary: parses flags and calls into the library.
+//! The `vigil` binary: parses flags, sets up logging and TLS, and calls into the library.
 #![forbid(unsafe_code)]
 
 use std::process::ExitCode;
 
 use clap::Parser;
-use vigil::cli::{self, Cli};
+use vigil::cli::{self, Cli, Command};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    cli::run(cli.command)
+    match cli.command {
+        Command::Serve(args) => serve(args),
+        other => cli::run(other),
+    }
+}
+
+fn serve(args: vigil::server::ServeArgs) -> ExitCode {
+    // Operational logs are JSON on stderr; stdout carries only alert records.
+    tracing_subscriber::fmt()
+        .json()
+        .with_writer(std::io::stderr)
+        .with_current_span(true)
+        .with_span_list(false)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("VIGIL_LOG")
+                .unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+    if rustls::crypto::ring::default_provider()
+        .install_default()
+        .is_err()
+    {
+        tracing::debug!("a rustls crypto provider was already installed");
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("vigil: cannot start the runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(vigil::server::run(args)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot serve");
+            eprintln!("vigil: {e}");
+            ExitCode::from(1)
+        }
+    }
 }

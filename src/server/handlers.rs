@@ -1,0 +1,278 @@
+//! HTTP handlers: the webhook endpoints, health, and metrics. Reading and answering only; the decision
+//! is the admission module's.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use time::OffsetDateTime;
+
+use super::App;
+use crate::admission::{self, Endpoint};
+
+/// The largest review body read; a bigger one gets 413 without being read.
+pub const MAX_BODY_BYTES: usize = 3 * 1024 * 1024;
+/// What is kept back from the API server's `?timeout=` so that the answer arrives before it gives up.
+const TIMEOUT_MARGIN: Duration = Duration::from_millis(200);
+/// The API server's default webhook timeout, used when the request names none.
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The TLS port's routes.
+pub fn webhook_router(app: Arc<App>) -> Router {
+    Router::new()
+        .route("/validate", post(validate_handler))
+        .route("/mutate", post(mutate_handler))
+        .route("/healthz", get(healthz_handler))
+        .route("/readyz", get(readyz_handler))
+        .method_not_allowed_fallback(method_not_allowed_handler)
+        .fallback(not_found_handler)
+        .with_state(app)
+}
+
+/// The metrics port's routes.
+pub fn metrics_router(app: Arc<App>) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics_handler))
+        .route("/healthz", get(healthz_handler))
+        .route("/readyz", get(readyz_handler))
+        .method_not_allowed_fallback(method_not_allowed_handler)
+        .fallback(not_found_handler)
+        .with_state(app)
+}
+
+/// A one-line plain-text answer for a request that is not a readable review, counted by reason.
+fn refuse(
+    app: &App,
+    status: StatusCode,
+    reason: &'static str,
+    message: impl std::fmt::Display,
+) -> Response {
+    app.metrics.record_bad_request(reason);
+    let mut line = message.to_string().replace('\n', " ");
+    line.push('\n');
+    (
+        status,
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        line,
+    )
+        .into_response()
+}
+
+async fn not_found_handler(State(app): State<Arc<App>>) -> Response {
+    refuse(
+        &app,
+        StatusCode::NOT_FOUND,
+        "not-found",
+        "not found; the webhook paths are /validate and /mutate",
+    )
+}
+
+async fn method_not_allowed_handler(State(app): State<Arc<App>>) -> Response {
+    refuse(
+        &app,
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method-not-allowed",
+        "method not allowed",
+    )
+}
+
+async fn healthz_handler() -> &'static str {
+    "ok\n"
+}
+
+async fn readyz_handler(State(app): State<Arc<App>>) -> Response {
+    if app.ready() {
+        return (StatusCode::OK, "ready\n").into_response();
+    }
+    let why = if app.draining.load(Ordering::Acquire) {
+        "draining\n"
+    } else {
+        "no valid policy is loaded\n"
+    };
+    (StatusCode::SERVICE_UNAVAILABLE, why).into_response()
+}
+
+async fn metrics_handler(State(app): State<Arc<App>>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+        )],
+        app.metrics.encode(),
+    )
+        .into_response()
+}
+
+async fn validate_handler(State(app): State<Arc<App>>, request: Request) -> Response {
+    review_handler(app, request, Endpoint::Validate).await
+}
+
+async fn mutate_handler(State(app): State<Arc<App>>, request: Request) -> Response {
+    review_handler(app, request, Endpoint::Mutate).await
+}
+
+/// The API server's `?timeout=10s`, less a margin; the default when absent or unreadable.
+fn request_timeout(query: Option<&str>) -> Duration {
+    query
+        .into_iter()
+        .flat_map(|q| q.split('&'))
+        .find_map(|pair| pair.strip_prefix("timeout="))
+        .and_then(|t| super::parse_duration(t).ok())
+        .unwrap_or(DEFAULT_TIMEOUT)
+        .saturating_sub(TIMEOUT_MARGIN)
+        .max(Duration::from_millis(100))
+}
+
+fn is_json(value: Option<&HeaderValue>) -> bool {
+    let Some(media) = value.and_then(|v| v.to_str().ok()) else {
+        return false;
+    };
+    let media = media.split(';').next().unwrap_or_default().trim();
+    media.eq_ignore_ascii_case("application/json")
+}
+
+async fn review_handler(app: Arc<App>, request: Request, endpoint: Endpoint) -> Response {
+    let started = Instant::now();
+    let (parts, body) = request.into_parts();
+    if !is_json(parts.headers.get(header::CONTENT_TYPE)) {
+        return refuse(
+            &app,
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported-media-type",
+            "content type must be application/json",
+        );
+    }
+    let declared = parts
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > MAX_BODY_BYTES as u64) {
+        return refuse(
+            &app,
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too-large",
+            "body is larger than 3 MiB",
+        );
+    }
+    let deadline = request_timeout(parts.uri.query());
+    let body = match tokio::time::timeout(
+        deadline,
+        axum::body::to_bytes(Body::new(body), MAX_BODY_BYTES),
+    )
+    .await
+    {
+        Ok(Ok(bytes)) => bytes,
+        Ok(Err(e)) => {
+            let too_large = std::error::Error::source(&e)
+                .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
+            return if too_large {
+                refuse(
+                    &app,
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "too-large",
+                    "body is larger than 3 MiB",
+                )
+            } else {
+                refuse(
+                    &app,
+                    StatusCode::BAD_REQUEST,
+                    "body-read",
+                    format!("could not read the body: {e}"),
+                )
+            };
+        }
+        Err(_) => {
+            return refuse(
+                &app,
+                StatusCode::REQUEST_TIMEOUT,
+                "body-timeout",
+                "the body did not arrive within the request's timeout",
+            );
+        }
+    };
+    let Some(policy) = app.policy.load_full() else {
+        return refuse(
+            &app,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not-ready",
+            "no valid policy is loaded",
+        );
+    };
+    let reviewed = match admission::review(&policy, &body, OffsetDateTime::now_utc(), endpoint) {
+        Ok(reviewed) => reviewed,
+        Err(e) => return refuse(&app, StatusCode::BAD_REQUEST, e.reason(), e),
+    };
+    let s = &reviewed.summary;
+    let span = tracing::info_span!(
+        "review",
+        uid = %s.uid,
+        kind = s.kind,
+        namespace = %s.namespace,
+        name = %s.name,
+        operation = s.operation,
+    );
+    let _entered = span.enter();
+    if let Some(alert) = &reviewed.alert {
+        app.alerts.write(alert);
+    }
+    if s.decision == "denied" {
+        tracing::info!(
+            decision = s.decision,
+            violations = s.violations.len(),
+            "review denied"
+        );
+    } else {
+        tracing::debug!(
+            decision = s.decision,
+            violations = s.violations.len(),
+            "review answered"
+        );
+    }
+    app.metrics
+        .record_review(s, started.elapsed().as_secs_f64());
+    ([(header::CONTENT_TYPE, "application/json")], reviewed.body).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timeouts_come_from_the_query() {
+        assert_eq!(
+            request_timeout(Some("timeout=5s")),
+            Duration::from_millis(4800)
+        );
+        assert_eq!(
+            request_timeout(Some("a=b&timeout=2s")),
+            Duration::from_millis(1800)
+        );
+        assert_eq!(request_timeout(None), Duration::from_millis(9800));
+        assert_eq!(
+            request_timeout(Some("timeout=bogus")),
+            Duration::from_millis(9800)
+        );
+        assert_eq!(
+            request_timeout(Some("timeout=100ms")),
+            Duration::from_millis(100)
+        );
+    }
+
+    #[test]
+    fn json_content_types() {
+        let v = |s: &'static str| HeaderValue::from_static(s);
+        assert!(is_json(Some(&v("application/json"))));
+        assert!(is_json(Some(&v("application/json; charset=utf-8"))));
+        assert!(is_json(Some(&v("Application/JSON"))));
+        assert!(!is_json(Some(&v("text/plain"))));
+        assert!(!is_json(Some(&v("application/jsonx"))));
+        assert!(!is_json(None));
+    }
+}

@@ -1,0 +1,369 @@
+//! `vigil serve`: the HTTPS admission webhook, its health and metrics ports, and graceful shutdown.
+
+mod handlers;
+pub mod listener;
+pub mod metrics;
+pub mod tls;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use arc_swap::ArcSwapOption;
+use clap::Args;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio_rustls::TlsAcceptor;
+
+use crate::policy::Policy;
+use metrics::Metrics;
+use tls::{CertStore, ServingCert, TlsError};
+
+/// Flags of `vigil serve`; each can also be set by its `VIGIL_*` environment variable.
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// Policy file (in a mounted ConfigMap); the built-in default policy when absent.
+    #[arg(long, env = "VIGIL_POLICY")]
+    pub policy: Option<PathBuf>,
+    /// Serving certificate chain (PEM). Without it, a self-signed one is made for localhost.
+    #[arg(long, env = "VIGIL_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// Serving certificate key (PEM).
+    #[arg(long, env = "VIGIL_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Address of the TLS webhook port.
+    #[arg(long, env = "VIGIL_ADDR", default_value = "0.0.0.0:8443")]
+    pub addr: SocketAddr,
+    /// Address of the plain-HTTP metrics and health port.
+    #[arg(long, env = "VIGIL_METRICS_ADDR", default_value = "0.0.0.0:9090")]
+    pub metrics_addr: SocketAddr,
+    /// CA bundle (PEM) for mTLS: only client certificates it signed are accepted.
+    #[arg(long, env = "VIGIL_CLIENT_CA")]
+    pub client_ca: Option<PathBuf>,
+    /// After SIGTERM, how long to keep accepting connections while readiness is failing.
+    #[arg(long, env = "VIGIL_SHUTDOWN_GRACE", default_value = "5s", value_parser = parse_duration)]
+    pub shutdown_grace: Duration,
+    /// How long a client may take to send its request headers once it has started; a slower one is cut off.
+    #[arg(long, env = "VIGIL_HEADER_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub header_timeout: Duration,
+    /// How long a connection may sit idle before it is closed; keep it above the API server's 90 s.
+    #[arg(long, env = "VIGIL_IDLE_TIMEOUT", default_value = "120s", value_parser = parse_duration)]
+    pub idle_timeout: Duration,
+}
+
+impl ServeArgs {
+    fn timeouts(&self) -> listener::Timeouts {
+        listener::Timeouts {
+            handshake: self.header_timeout,
+            header: self.header_timeout,
+            idle: self.idle_timeout,
+        }
+    }
+}
+
+/// Parses a duration as Kubernetes and Go write them: `500ms`, `5s`, `2m`, `1h`; a bare number is seconds.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a duration such as 5s"))?;
+    let seconds = match unit {
+        "" | "s" => value,
+        "ms" => value / 1000.0,
+        "m" => value * 60.0,
+        "h" => value * 3600.0,
+        _ => {
+            return Err(format!(
+                "{text:?} is not a duration such as 5s (units: ms, s, m, h)"
+            ));
+        }
+    };
+    Duration::try_from_secs_f64(seconds).map_err(|_| format!("{text:?} is out of range"))
+}
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot write the self-signed CA to {path}: {source}")]
+    WriteCa {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Policy(String),
+}
+
+/// Where alert records go: one JSON line each.
+pub enum AlertSink {
+    /// Standard output, the stream a SIEM collects.
+    Stdout,
+    /// Kept in memory, for tests that read them back.
+    Collect(std::sync::Mutex<Vec<String>>),
+}
+
+impl AlertSink {
+    /// Writes one alert line. A failed write must not fail the review, so it is only logged.
+    pub fn write(&self, line: &str) {
+        match self {
+            AlertSink::Stdout => {
+                use std::io::Write;
+                let mut out = std::io::stdout().lock();
+                if let Err(e) = out
+                    .write_all(line.as_bytes())
+                    .and_then(|_| out.write_all(b"\n"))
+                {
+                    tracing::warn!(error = %e, "cannot write an alert to stdout");
+                }
+            }
+            AlertSink::Collect(lines) => lines
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(line.to_owned()),
+        }
+    }
+
+    /// The alerts collected so far (empty for stdout).
+    pub fn collected(&self) -> Vec<String> {
+        match self {
+            AlertSink::Stdout => Vec::new(),
+            AlertSink::Collect(lines) => lines.lock().unwrap_or_else(|p| p.into_inner()).clone(),
+        }
+    }
+}
+
+/// What the handlers share.
+pub struct App {
+    /// The policy in force; `None` until a valid one is loaded.
+    pub policy: ArcSwapOption<Policy>,
+    pub certs: Arc<CertStore>,
+    pub metrics: Metrics,
+    /// Set on SIGTERM: readiness fails from then on.
+    pub draining: AtomicBool,
+    pub alerts: AlertSink,
+}
+
+impl App {
+    /// Ready: a valid policy is loaded and the server is not draining.
+    pub fn ready(&self) -> bool {
+        self.policy.load().is_some() && !self.draining.load(Ordering::Acquire)
+    }
+
+    /// Puts a policy in force.
+    pub fn set_policy(&self, policy: Policy) {
+        self.metrics.set_policy(&policy.hash);
+        self.policy.store(Some(Arc::new(policy)));
+    }
+
+    /// Puts a certificate in force for new connections.
+    pub fn set_cert(&self, cert: ServingCert) {
+        self.metrics
+            .cert_expiry
+            .set(cert.not_after.unix_timestamp() as f64);
+        self.certs.replace(cert);
+    }
+}
+
+/// A started server: where it listens, and how to stop it.
+pub struct Running {
+    pub addr: SocketAddr,
+    pub metrics_addr: SocketAddr,
+    pub app: Arc<App>,
+    stop: watch::Sender<bool>,
+    done: tokio::task::JoinHandle<()>,
+    grace: Duration,
+}
+
+impl Running {
+    /// Drains and stops: readiness fails at once, connections are still accepted for the grace period,
+    /// then the listeners close and in-flight reviews finish.
+    pub async fn shutdown(self) {
+        self.app.draining.store(true, Ordering::Release);
+        tracing::info!(grace = ?self.grace, "draining");
+        tokio::time::sleep(self.grace).await;
+        let _ = self.stop.send(true);
+        let _ = self.done.await;
+        tracing::info!("stopped");
+    }
+}
+
+fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// Loads the certificate named by the flags, or makes a self-signed one and writes its CA next to the
+/// system's temporary files. Returns the certificate and, for a self-signed one, where its CA went.
+fn initial_cert(args: &ServeArgs, port: u16) -> Result<(ServingCert, Option<PathBuf>), ServeError> {
+    let provider = provider();
+    match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Ok((ServingCert::load(cert, key, &provider)?, None)),
+        _ => {
+            let generated = tls::self_signed()?;
+            let path = std::env::temp_dir().join(format!("vigil-ca-{port}.pem"));
+            std::fs::write(&path, &generated.ca_pem).map_err(|source| ServeError::WriteCa {
+                path: path.display().to_string(),
+                source,
+            })?;
+            let cert = ServingCert::from_pem(
+                generated.cert_pem.as_bytes(),
+                generated.key_pem.as_bytes(),
+                "self-signed certificate",
+                "self-signed key",
+                &provider,
+            )?;
+            Ok((cert, Some(path)))
+        }
+    }
+}
+
+/// Starts the webhook and metrics listeners and returns once they accept connections.
+pub async fn start(args: ServeArgs) -> Result<Running, ServeError> {
+    start_with(args, AlertSink::Stdout).await
+}
+
+/// Starts the server with alerts going to `alerts`.
+pub async fn start_with(args: ServeArgs, alerts: AlertSink) -> Result<Running, ServeError> {
+    let listener = TcpListener::bind(args.addr)
+        .await
+        .map_err(|source| ServeError::Listen {
+            addr: args.addr,
+            source,
+        })?;
+    let metrics_listener = TcpListener::bind(args.metrics_addr)
+        .await
+        .map_err(|source| ServeError::Listen {
+            addr: args.metrics_addr,
+            source,
+        })?;
+    let addr = listener.local_addr().map_err(|source| ServeError::Listen {
+        addr: args.addr,
+        source,
+    })?;
+    let metrics_addr = metrics_listener
+        .local_addr()
+        .map_err(|source| ServeError::Listen {
+            addr: args.metrics_addr,
+            source,
+        })?;
+
+    let (cert, ca_path) = initial_cert(&args, addr.port())?;
+    if let Some(path) = &ca_path {
+        tracing::warn!(
+            ca = %path.display(),
+            "no --tls-cert given: serving a self-signed certificate for localhost and 127.0.0.1"
+        );
+        eprintln!(
+            "vigil: self-signed certificate; CA written to {}",
+            path.display()
+        );
+    }
+    let policy = match &args.policy {
+        None => Policy::default_policy(),
+        Some(path) => {
+            let name = path.display().to_string();
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| ServeError::Policy(format!("{name}: {e}")))?;
+            Policy::parse(&text, &name).map_err(|e| ServeError::Policy(e.to_string()))?
+        }
+    };
+
+    let app = Arc::new(App {
+        policy: ArcSwapOption::empty(),
+        certs: Arc::new(CertStore::new(cert.clone())),
+        metrics: Metrics::new(),
+        draining: AtomicBool::new(false),
+        alerts,
+    });
+    app.set_cert(cert);
+    app.set_policy(policy);
+
+    let tls_config = tls::server_config(app.certs.clone(), args.client_ca.as_ref(), provider())?;
+    let acceptor = TlsAcceptor::from(Arc::new(tls_config));
+    let (stop, stop_rx) = watch::channel(false);
+    let bad_app = app.clone();
+    let on_bad: listener::OnBadConnection =
+        Arc::new(move |reason| bad_app.metrics.record_bad_request(reason));
+
+    let webhook = tokio::spawn(listener::serve_tls(
+        listener,
+        acceptor,
+        handlers::webhook_router(app.clone()),
+        args.timeouts(),
+        stop_rx.clone(),
+        on_bad,
+    ));
+    let metrics = tokio::spawn(listener::serve_plain(
+        metrics_listener,
+        handlers::metrics_router(app.clone()),
+        args.timeouts(),
+        stop_rx,
+    ));
+    let done = tokio::spawn(async move {
+        if let Ok(connections) = webhook.await {
+            connections.all_closed().await;
+        }
+        let _ = metrics.await;
+    });
+    tracing::info!(%addr, %metrics_addr, policy = %app.policy.load().as_ref().map(|p| p.hash.clone()).unwrap_or_default(), "serving");
+    Ok(Running {
+        addr,
+        metrics_addr,
+        app,
+        stop,
+        done,
+        grace: args.shutdown_grace,
+    })
+}
+
+/// Runs the server until SIGTERM or Ctrl-C, then drains and stops.
+pub async fn run(args: ServeArgs) -> Result<(), ServeError> {
+    let running = start(args).await?;
+    wait_for_signal().await;
+    running.shutdown().await;
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse_as_kubernetes_writes_them() {
+        assert_eq!(parse_duration("5s"), Ok(Duration::from_secs(5)));
+        assert_eq!(parse_duration("10"), Ok(Duration::from_secs(10)));
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert!(parse_duration("five").is_err());
+        assert!(parse_duration("5d").is_err());
+        assert!(parse_duration("-1s").is_err());
+    }
+}

@@ -1,0 +1,212 @@
+//! SIGTERM on the real binary: readiness fails at once, a stream of reviews loses none, a review in flight
+//! when the listener closes still finishes, and new connections are refused after the drain period.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use common::{Ca, Client, read_data, write};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// Starts `vigil serve` and reads the bound addresses from its "serving" log line.
+fn spawn_server(dir: &std::path::Path, ca: &Ca, grace: &str) -> (Child, SocketAddr, SocketAddr) {
+    let pair = ca.server(1);
+    let cert = write(dir, "tls.crt", &pair.cert_pem);
+    let key = write(dir, "tls.key", &pair.key_pem);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_vigil"))
+        .args([
+            "serve",
+            "--addr",
+            "127.0.0.1:0",
+            "--metrics-addr",
+            "127.0.0.1:0",
+            "--shutdown-grace",
+            grace,
+        ])
+        .arg("--tls-cert")
+        .arg(&cert)
+        .arg("--tls-key")
+        .arg(&key)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let (addr, metrics) = loop {
+        let line = lines
+            .next()
+            .expect("the server logs before exiting")
+            .unwrap();
+        let log: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
+        if log["fields"]["message"] == "serving" {
+            let field = |k: &str| log["fields"][k].as_str().unwrap().parse().unwrap();
+            break (field("addr"), field("metrics_addr"));
+        }
+    };
+    // Keep draining stderr so the server never blocks on it.
+    std::thread::spawn(move || for _ in lines {});
+    (child, addr, metrics)
+}
+
+async fn ready(metrics: SocketAddr) -> Option<u16> {
+    let tcp = tokio::net::TcpStream::connect(metrics).await.ok()?;
+    let (mut sender, conn) = hyper::client::conn::http1::handshake::<
+        _,
+        http_body_util::Full<hyper::body::Bytes>,
+    >(hyper_util::rt::TokioIo::new(tcp))
+    .await
+    .ok()?;
+    tokio::spawn(conn);
+    let request = hyper::Request::get("/readyz")
+        .header("host", "x")
+        .body(Default::default())
+        .unwrap();
+    Some(sender.send_request(request).await.ok()?.status().as_u16())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_during_a_stream_of_reviews_loses_none() {
+    common::install_provider();
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Ca::new("test CA");
+    let (mut child, addr, metrics) = spawn_server(dir.path(), &ca, "2s");
+    let review = Arc::new(read_data(
+        "admissionreview/real/deployment-create.minikube.kubewarden-echo.json",
+    ));
+
+    // Four clients stream reviews on kept-alive connections, as the API server does, until readiness fails.
+    let stop_sending = Arc::new(AtomicBool::new(false));
+    let (answered, failed) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let mut clients = Vec::new();
+    for _ in 0..4 {
+        let (review, stop, answered, failed, ca_pem) = (
+            review.clone(),
+            stop_sending.clone(),
+            answered.clone(),
+            failed.clone(),
+            ca.pem.clone(),
+        );
+        clients.push(tokio::spawn(async move {
+            let mut client = Client::connect(addr, &ca_pem, None).await.unwrap();
+            while !stop.load(Ordering::Acquire) {
+                match client
+                    .send(
+                        "POST",
+                        "/validate",
+                        Some("application/json"),
+                        review.as_bytes(),
+                    )
+                    .await
+                {
+                    Ok(reply)
+                        if reply.status == 200
+                            && reply.body.contains("307362f8-ffb1-481a-9ce7-7e6192fbc699") =>
+                    {
+                        answered.fetch_add(1, Ordering::AcqRel);
+                    }
+                    _ => {
+                        failed.fetch_add(1, Ordering::AcqRel);
+                    }
+                }
+            }
+        }));
+    }
+
+    // A review that is in flight across the whole drain: headers and half the body now, the rest later.
+    let config = common::client_config(&ca.pem, None);
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let mut slow = tokio_rustls::TlsConnector::from(Arc::new(config))
+        .connect(
+            rustls::pki_types::ServerName::try_from("localhost").unwrap(),
+            tcp,
+        )
+        .await
+        .unwrap();
+    let (head, tail) = review.as_bytes().split_at(review.len() / 2);
+    slow.write_all(
+        format!(
+            "POST /validate?timeout=30s HTTP/1.1\r\nhost: localhost\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+            review.len()
+        )
+        .as_bytes(),
+    )
+    .await
+    .unwrap();
+    slow.write_all(head).await.unwrap();
+
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        answered.load(Ordering::Acquire) > 0,
+        "the stream is flowing"
+    );
+    assert_eq!(ready(metrics).await, Some(200));
+
+    let term = Instant::now();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .unwrap()
+            .success()
+    );
+
+    // Readiness fails at once, while connections are still accepted for the drain period.
+    let mut saw_not_ready = false;
+    while term.elapsed() < Duration::from_millis(500) {
+        if ready(metrics).await == Some(503) {
+            saw_not_ready = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(saw_not_ready, "readiness fails within 500 ms of SIGTERM");
+    stop_sending.store(true, Ordering::Release);
+    for c in clients {
+        c.await.unwrap();
+    }
+    let mut late = Client::connect(addr, &ca.pem, None)
+        .await
+        .expect("new connections are accepted while draining");
+    assert_eq!(late.review("/validate", &review).await.status, 200);
+    drop(late);
+
+    // After the drain period the listener is closed...
+    tokio::time::sleep(Duration::from_millis(2300).saturating_sub(term.elapsed())).await;
+    assert!(
+        Client::connect(addr, &ca.pem, None).await.is_err(),
+        "new connections are refused after the drain period"
+    );
+
+    // ...but the review in flight finishes.
+    slow.write_all(tail).await.unwrap();
+    let mut response = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), slow.read_to_end(&mut response)).await;
+    let response = String::from_utf8_lossy(&response);
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    assert!(
+        response.contains("307362f8-ffb1-481a-9ce7-7e6192fbc699"),
+        "{response}"
+    );
+
+    let status = tokio::task::spawn_blocking(move || child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(status.success(), "vigil exits cleanly: {status}");
+    let (answered, failed) = (
+        answered.load(Ordering::Acquire),
+        failed.load(Ordering::Acquire),
+    );
+    assert_eq!(
+        failed,
+        0,
+        "{failed} of {} reviews were lost",
+        answered + failed
+    );
+    eprintln!("shutdown: {answered} reviews answered across SIGTERM, none lost");
+}
