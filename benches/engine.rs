@@ -5,7 +5,7 @@ use std::hint::black_box;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use time::OffsetDateTime;
-use vigil::admission::{self, Endpoint};
+use vigil::admission::{self, ConfigMapRef, Endpoint};
 use vigil::engine::{self, Operation};
 use vigil::policy::Policy;
 use vigil::workload::{Workload, WorkloadKind};
@@ -41,6 +41,7 @@ fn benches(c: &mut Criterion) {
         "system:authenticated".to_owned(),
     ];
     let now = OffsetDateTime::now_utc();
+    let configmap = ConfigMapRef::default();
 
     c.bench_function("evaluate parsed deployment", |b| {
         b.iter(|| {
@@ -69,6 +70,7 @@ fn benches(c: &mut Criterion) {
                     black_box(REVIEW.as_bytes()),
                     now,
                     Endpoint::Validate,
+                    &configmap,
                 )
                 .unwrap(),
             )

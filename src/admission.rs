@@ -16,6 +16,8 @@ use time::OffsetDateTime;
 use crate::alert::{self, AlertRecord, ObjectRef, UserRef};
 use crate::engine::{self, Decision, Operation, Violation};
 use crate::policy::Policy;
+use crate::policy::edit;
+use crate::rules::RuleId;
 use crate::workload::{Workload, WorkloadKind};
 
 /// The only AdmissionReview version Vigil speaks.
@@ -137,6 +139,46 @@ fn check_envelope(api_version: Option<&str>, kind: Option<&str>) -> Result<(), R
     }
 }
 
+/// The namespace and name of the ConfigMap that holds the policy (`--policy-configmap`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigMapRef {
+    pub namespace: String,
+    pub name: String,
+}
+
+impl Default for ConfigMapRef {
+    fn default() -> Self {
+        ConfigMapRef {
+            namespace: "vigil".to_owned(),
+            name: "vigil-policy".to_owned(),
+        }
+    }
+}
+
+impl std::str::FromStr for ConfigMapRef {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.split_once('/') {
+            Some((ns, name)) if !ns.is_empty() && !name.is_empty() && !name.contains('/') => {
+                Ok(ConfigMapRef {
+                    namespace: ns.to_owned(),
+                    name: name.to_owned(),
+                })
+            }
+            _ => Err(format!(
+                "{s:?} is not NAMESPACE/NAME, e.g. vigil/vigil-policy"
+            )),
+        }
+    }
+}
+
+impl std::fmt::Display for ConfigMapRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.namespace, self.name)
+    }
+}
+
 /// Which webhook endpoint is answering.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Endpoint {
@@ -236,12 +278,14 @@ impl<'a> ResponseOut<'a> {
     }
 }
 
-/// Reads a review body and answers it under `policy` at time `now`.
+/// Reads a review body and answers it under `policy` at time `now`. `policy_configmap` names the ConfigMap
+/// whose edits are validated and recorded.
 pub fn review(
     policy: &Policy,
     body: &[u8],
     now: OffsetDateTime,
     endpoint: Endpoint,
+    policy_configmap: &ConfigMapRef,
 ) -> Result<Reviewed, ReviewError> {
     let envelope: Envelope<'_> = match serde_json::from_slice(body) {
         Ok(e) => e,
@@ -253,7 +297,14 @@ pub fn review(
         Some(uid) if !uid.is_empty() => uid,
         _ => return Err(ReviewError::NoUid),
     };
-    Ok(answer(policy, &request, uid, now, endpoint))
+    Ok(answer(
+        policy,
+        &request,
+        uid,
+        now,
+        endpoint,
+        policy_configmap,
+    ))
 }
 
 /// A body that failed the typed decode: if the envelope and the uid can still be read, the review is
@@ -296,6 +347,7 @@ fn answer(
     uid: &str,
     now: OffsetDateTime,
     endpoint: Endpoint,
+    policy_configmap: &ConfigMapRef,
 ) -> Reviewed {
     let gvk = request.kind.as_ref();
     let kind = gvk.and_then(|k| WorkloadKind::from_group_kind(&k.group, &k.kind));
@@ -330,6 +382,20 @@ fn answer(
         }
     };
 
+    if gvk.is_some_and(|k| k.group.is_empty() && k.kind == "ConfigMap") {
+        summary.kind = "ConfigMap";
+        let is_policy = request.namespace.as_deref() == Some(&policy_configmap.namespace)
+            && request.name.as_deref() == Some(&policy_configmap.name);
+        // Other ConfigMaps are admitted at once, without reading them.
+        return match (is_policy, endpoint, operation) {
+            (
+                true,
+                Endpoint::Validate,
+                Some(op @ (Operation::Create | Operation::Update | Operation::Delete)),
+            ) => policy_edit(request, uid, op, now, policy_configmap, summary),
+            _ => skip(summary),
+        };
+    }
     let Some(kind) = kind else {
         return skip(summary);
     };
@@ -424,7 +490,6 @@ fn answer(
             object: &object_ref,
             user: &user,
             violations: &decision.violations,
-            change: None,
         }
         .to_json()
     });
@@ -445,6 +510,99 @@ fn answer(
             Endpoint::Validate => record,
             Endpoint::Mutate => None,
         },
+        summary,
+    }
+}
+
+#[derive(Deserialize)]
+struct ConfigMapData<'a> {
+    #[serde(borrow, default)]
+    data: Option<BTreeMap<Cow<'a, str>, Cow<'a, str>>>,
+}
+
+/// The `policy.yaml` of a ConfigMap object, or why it has none.
+fn policy_text(raw: &RawValue) -> Result<String, &'static str> {
+    let cm: ConfigMapData<'_> =
+        serde_json::from_str(raw.get()).map_err(|_| "the ConfigMap does not decode")?;
+    cm.data
+        .and_then(|mut d| d.remove("policy.yaml"))
+        .map(Cow::into_owned)
+        .ok_or("the ConfigMap has no policy.yaml key")
+}
+
+/// Judges and records an edit of the policy ConfigMap.
+fn policy_edit(
+    request: &RequestEnvelope<'_>,
+    uid: &str,
+    operation: Operation,
+    now: OffsetDateTime,
+    policy_configmap: &ConfigMapRef,
+    mut summary: ReviewSummary,
+) -> Reviewed {
+    let old = request.old_object.map(policy_text);
+    let old = old.as_ref().map(|r| r.as_deref().map_err(|e| *e));
+    let judgement = match operation {
+        Operation::Delete => edit::judge_delete(old),
+        _ => {
+            let new = request
+                .object
+                .map(policy_text)
+                .unwrap_or(Err("the request has no object"));
+            edit::judge_write(old, new.as_deref().map_err(|e| *e))
+        }
+    };
+    let rule = RuleId::PolicyChange;
+    let violations = [Violation {
+        rule,
+        mode: judgement.mode(),
+        severity: rule.rule().severity,
+        techniques: rule.rule().techniques,
+        container: None,
+        image: None,
+        field: "data[policy.yaml]".to_owned(),
+        message: judgement.message(),
+        exemption: None,
+        existing: false,
+    }];
+    let object = ObjectRef {
+        api_version: "v1".to_owned(),
+        kind: "ConfigMap".to_owned(),
+        namespace: policy_configmap.namespace.clone(),
+        name: policy_configmap.name.clone(),
+    };
+    let user = request.user_info.as_ref();
+    let user = UserRef {
+        username: user.and_then(|u| u.username.clone()).unwrap_or_default(),
+        groups: user.and_then(|u| u.groups.clone()).unwrap_or_default(),
+    };
+    let denial = judgement.denial(&object.describe());
+    let decision = if denial.is_some() {
+        "denied"
+    } else {
+        "allowed"
+    };
+    let record = AlertRecord {
+        schema: alert::SCHEMA,
+        time: alert::format_time(now),
+        uid,
+        decision,
+        dry_run: request.dry_run.unwrap_or(false),
+        operation: operation.as_str(),
+        object: &object,
+        user: &user,
+        violations: &violations,
+    }
+    .to_json();
+    let mut response = match denial {
+        Some(message) => ResponseOut::deny(uid, 403, "Forbidden", message),
+        None => ResponseOut::allow(uid),
+    };
+    response.audit_annotations = Some(alert::audit_annotations(&record, &violations));
+    summary.decision = decision;
+    summary.violations = vec![(rule.as_str(), judgement.mode().as_str())];
+    Reviewed {
+        body: response.into_body(),
+        alert: Some(record),
         summary,
     }
 }

@@ -54,9 +54,6 @@ pub struct AlertRecord<'a> {
     pub object: &'a ObjectRef,
     pub user: &'a UserRef,
     pub violations: &'a [Violation],
-    /// What changed, for a `policy-change` record.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub change: Option<&'a str>,
 }
 
 /// RFC 3339 with milliseconds, in UTC: `2026-11-22T15:04:05.123Z`.

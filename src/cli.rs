@@ -84,6 +84,13 @@ pub struct ReviewArgs {
     /// Policy file; the built-in default policy when absent.
     #[arg(long, env = "VIGIL_POLICY")]
     pub policy: Option<PathBuf>,
+    /// The ConfigMap that holds the policy, as NAMESPACE/NAME, as for `serve`.
+    #[arg(
+        long,
+        env = "VIGIL_POLICY_CONFIGMAP",
+        default_value = "vigil/vigil-policy"
+    )]
+    pub policy_configmap: crate::admission::ConfigMapRef,
     /// The AdmissionReview file, or `-` for stdin.
     #[arg(default_value = "-")]
     pub file: String,
@@ -197,6 +204,7 @@ fn review(args: &ReviewArgs) -> u8 {
         body.as_bytes(),
         OffsetDateTime::now_utc(),
         Endpoint::Validate,
+        &args.policy_configmap,
     ) {
         Ok(reviewed) => {
             let mut out = std::io::stdout().lock();
@@ -541,6 +549,7 @@ fn rule_rows() -> Vec<RuleRow> {
                 crate::rules::RuleProfile::Baseline => "baseline",
                 crate::rules::RuleProfile::Restricted => "restricted",
                 crate::rules::RuleProfile::Configured => "configured",
+                crate::rules::RuleProfile::PolicyEdits => "policy edits",
             },
             default_mode: r.default_mode.to_string(),
             severity: r.severity.as_str(),

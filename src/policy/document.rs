@@ -41,6 +41,8 @@ pub enum OptionShape {
     ModeOnly,
     AllowList,
     AllowAndDeny,
+    /// Not configurable at all.
+    Fixed,
 }
 
 #[derive(Deserialize)]
@@ -246,13 +248,20 @@ fn parse_rules(
             ));
             continue;
         };
+        if shape == OptionShape::Fixed {
+            errors.push(FieldError::new(
+                path,
+                format!("{id} records every edit of the policy itself and cannot be configured or turned off"),
+            ));
+            continue;
+        }
         let config = match value {
             Value::String(_) => decode::<Mode>(value, &path, errors).map(|mode| RuleConfig {
                 mode: Some(mode),
                 ..RuleConfig::default()
             }),
             Value::Mapping(_) => match shape {
-                OptionShape::ModeOnly => {
+                OptionShape::ModeOnly | OptionShape::Fixed => {
                     decode::<ModeOnlyDoc>(value, &path, errors).map(|d| RuleConfig {
                         mode: d.mode,
                         ..RuleConfig::default()
@@ -275,7 +284,7 @@ fn parse_rules(
             },
             _ => {
                 let options = match shape {
-                    OptionShape::ModeOnly => "",
+                    OptionShape::ModeOnly | OptionShape::Fixed => "",
                     OptionShape::AllowList => " and `allow`",
                     OptionShape::AllowAndDeny => ", `allow` and `deny`",
                 };

@@ -99,6 +99,10 @@ impl Exemption {
         let mut rules = Vec::new();
         for (i, id) in doc.rules.iter().flatten().enumerate() {
             match RuleId::parse(id) {
+                Some(RuleId::PolicyChange) => errors.push(FieldError::new(
+                    format!("{path}.rules[{i}]"),
+                    "policy-change records edits of the policy itself and cannot be exempted",
+                )),
                 Some(rule) => rules.push(rule),
                 None => errors.push(FieldError::new(
                     format!("{path}.rules[{i}]"),

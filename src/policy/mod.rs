@@ -1,6 +1,7 @@
 //! The Policy: parsing and validation with paths, the compiled form the engine runs, and mode resolution.
 
 mod document;
+pub mod edit;
 mod exemption;
 mod glob;
 
@@ -197,6 +198,7 @@ fn option_shape(id: &str) -> Option<OptionShape> {
     Some(match rule {
         RuleId::Capabilities | RuleId::HostPath | RuleId::HostPorts => OptionShape::AllowList,
         RuleId::ImageRegistry => OptionShape::AllowAndDeny,
+        RuleId::PolicyChange => OptionShape::Fixed,
         _ => OptionShape::ModeOnly,
     })
 }
@@ -503,6 +505,8 @@ fn compile(doc: Document, text: &str, errors: &mut Vec<FieldError>) -> Policy {
                     }
                     _ => config.is_some(),
                 },
+                // Recorded by the admission module for the policy ConfigMap; never run on pods.
+                RuleProfile::PolicyEdits => false,
             };
             let default_off = rule.rule().default_mode == DefaultMode::Fixed(Mode::Off);
             let active = match mode {

@@ -22,6 +22,7 @@ mod host_probes;
 mod image_digest;
 mod image_registry;
 mod image_tag;
+mod policy_change;
 mod privilege_escalation;
 mod privileged;
 mod proc_mount;
@@ -65,6 +66,8 @@ pub enum RuleProfile {
     Restricted,
     /// On only when the policy configures it.
     Configured,
+    /// About edits of the policy ConfigMap, not pods; always on.
+    PolicyEdits,
 }
 
 /// A rule's mode when the policy does not set one.
@@ -129,6 +132,7 @@ rule_ids! {
     ImageTag => "image-tag",
     ImageDigest => "image-digest",
     SecretInEnv => "secret-in-env",
+    PolicyChange => "policy-change",
 }
 
 impl RuleId {
@@ -166,7 +170,7 @@ pub struct Rule {
 }
 
 /// Every rule, indexed by `RuleId as usize`.
-pub static CATALOGUE: [Rule; 20] = [
+pub static CATALOGUE: [Rule; 21] = [
     privileged::RULE,
     host_namespaces::RULE,
     host_ports::RULE,
@@ -187,6 +191,7 @@ pub static CATALOGUE: [Rule; 20] = [
     image_tag::RULE,
     image_digest::RULE,
     secret_in_env::RULE,
+    policy_change::RULE,
 ];
 
 /// What a rule's check may read besides the pod: the policy's profile and the rule options.

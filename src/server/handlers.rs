@@ -2,7 +2,6 @@
 //! is the admission module's.
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use axum::Router;
@@ -87,15 +86,10 @@ async fn healthz_handler() -> &'static str {
 }
 
 async fn readyz_handler(State(app): State<Arc<App>>) -> Response {
-    if app.ready() {
-        return (StatusCode::OK, "ready\n").into_response();
+    match app.not_ready_because() {
+        None => (StatusCode::OK, "ready\n").into_response(),
+        Some(why) => (StatusCode::SERVICE_UNAVAILABLE, format!("{why}\n")).into_response(),
     }
-    let why = if app.draining.load(Ordering::Acquire) {
-        "draining\n"
-    } else {
-        "no valid policy is loaded\n"
-    };
-    (StatusCode::SERVICE_UNAVAILABLE, why).into_response()
 }
 
 async fn metrics_handler(State(app): State<Arc<App>>) -> Response {
@@ -205,7 +199,13 @@ async fn review_handler(app: Arc<App>, request: Request, endpoint: Endpoint) -> 
             "no valid policy is loaded",
         );
     };
-    let reviewed = match admission::review(&policy, &body, OffsetDateTime::now_utc(), endpoint) {
+    let reviewed = match admission::review(
+        &policy,
+        &body,
+        OffsetDateTime::now_utc(),
+        endpoint,
+        &app.policy_configmap,
+    ) {
         Ok(reviewed) => reviewed,
         Err(e) => return refuse(&app, StatusCode::BAD_REQUEST, e.reason(), e),
     };

@@ -54,6 +54,7 @@ pub struct Metrics {
     pub bad_requests: Family<ReasonLabels, Counter>,
     pub policy_info: Family<HashLabels, Gauge>,
     pub policy_reloads: Family<ResultLabels, Counter>,
+    pub cert_reloads: Family<ResultLabels, Counter>,
     pub cert_expiry: Gauge<f64, AtomicU64>,
 }
 
@@ -79,6 +80,7 @@ impl Metrics {
         let bad_requests = Family::<ReasonLabels, Counter>::default();
         let policy_info = Family::<HashLabels, Gauge>::default();
         let policy_reloads = Family::<ResultLabels, Counter>::default();
+        let cert_reloads = Family::<ResultLabels, Counter>::default();
         let cert_expiry = Gauge::<f64, AtomicU64>::default();
         registry.register(
             "admission_requests",
@@ -117,6 +119,11 @@ impl Metrics {
             policy_reloads.clone(),
         );
         registry.register(
+            "certificate_reloads",
+            "Serving certificate reload attempts, by result",
+            cert_reloads.clone(),
+        );
+        registry.register(
             "certificate_expiry_timestamp_seconds",
             "Expiry (notAfter) of the serving certificate in force, as a Unix timestamp",
             cert_expiry.clone(),
@@ -130,6 +137,7 @@ impl Metrics {
             bad_requests,
             policy_info,
             policy_reloads,
+            cert_reloads,
             cert_expiry,
         }
     }

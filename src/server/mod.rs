@@ -17,7 +17,9 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 
+use crate::admission::ConfigMapRef;
 use crate::policy::Policy;
+use crate::reload::{Reloader, Sources};
 use metrics::Metrics;
 use tls::{CertStore, ServingCert, TlsError};
 
@@ -45,6 +47,16 @@ pub struct ServeArgs {
     /// After SIGTERM, how long to keep accepting connections while readiness is failing.
     #[arg(long, env = "VIGIL_SHUTDOWN_GRACE", default_value = "5s", value_parser = parse_duration)]
     pub shutdown_grace: Duration,
+    /// How often the policy and certificate files are checked, besides watching their directories.
+    #[arg(long, env = "VIGIL_RELOAD_INTERVAL", default_value = "2s", value_parser = parse_duration)]
+    pub reload_interval: Duration,
+    /// The ConfigMap that holds the policy, as NAMESPACE/NAME: its edits are validated and recorded.
+    #[arg(
+        long,
+        env = "VIGIL_POLICY_CONFIGMAP",
+        default_value = "vigil/vigil-policy"
+    )]
+    pub policy_configmap: ConfigMapRef,
     /// How long a client may take to send its request headers once it has started; a slower one is cut off.
     #[arg(long, env = "VIGIL_HEADER_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
     pub header_timeout: Duration,
@@ -104,8 +116,6 @@ pub enum ServeError {
         #[source]
         source: std::io::Error,
     },
-    #[error("{0}")]
-    Policy(String),
 }
 
 /// Where alert records go: one JSON line each.
@@ -155,12 +165,27 @@ pub struct App {
     /// Set on SIGTERM: readiness fails from then on.
     pub draining: AtomicBool,
     pub alerts: AlertSink,
+    /// The ConfigMap whose edits are validated and recorded.
+    pub policy_configmap: ConfigMapRef,
 }
 
 impl App {
-    /// Ready: a valid policy is loaded and the server is not draining.
+    /// Ready: a valid policy and a certificate are loaded, and the server is not draining.
     pub fn ready(&self) -> bool {
-        self.policy.load().is_some() && !self.draining.load(Ordering::Acquire)
+        self.not_ready_because().is_none()
+    }
+
+    /// Why the server is not ready, if it is not.
+    pub fn not_ready_because(&self) -> Option<&'static str> {
+        if self.draining.load(Ordering::Acquire) {
+            Some("draining")
+        } else if self.policy.load().is_none() {
+            Some("no valid policy is loaded")
+        } else if self.certs.current().is_none() {
+            Some("no valid certificate is loaded")
+        } else {
+            None
+        }
     }
 
     /// Puts a policy in force.
@@ -205,29 +230,22 @@ fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
-/// Loads the certificate named by the flags, or makes a self-signed one and writes its CA next to the
-/// system's temporary files. Returns the certificate and, for a self-signed one, where its CA went.
-fn initial_cert(args: &ServeArgs, port: u16) -> Result<(ServingCert, Option<PathBuf>), ServeError> {
-    let provider = provider();
-    match (&args.tls_cert, &args.tls_key) {
-        (Some(cert), Some(key)) => Ok((ServingCert::load(cert, key, &provider)?, None)),
-        _ => {
-            let generated = tls::self_signed()?;
-            let path = std::env::temp_dir().join(format!("vigil-ca-{port}.pem"));
-            std::fs::write(&path, &generated.ca_pem).map_err(|source| ServeError::WriteCa {
-                path: path.display().to_string(),
-                source,
-            })?;
-            let cert = ServingCert::from_pem(
-                generated.cert_pem.as_bytes(),
-                generated.key_pem.as_bytes(),
-                "self-signed certificate",
-                "self-signed key",
-                &provider,
-            )?;
-            Ok((cert, Some(path)))
-        }
-    }
+/// Makes a self-signed certificate and writes its CA next to the system's temporary files.
+fn self_signed_cert(port: u16) -> Result<(ServingCert, PathBuf), ServeError> {
+    let generated = tls::self_signed()?;
+    let path = std::env::temp_dir().join(format!("vigil-ca-{port}.pem"));
+    std::fs::write(&path, &generated.ca_pem).map_err(|source| ServeError::WriteCa {
+        path: path.display().to_string(),
+        source,
+    })?;
+    let cert = ServingCert::from_pem(
+        generated.cert_pem.as_bytes(),
+        generated.key_pem.as_bytes(),
+        "self-signed certificate",
+        "self-signed key",
+        &provider(),
+    )?;
+    Ok((cert, path))
 }
 
 /// Starts the webhook and metrics listeners and returns once they accept connections.
@@ -260,36 +278,43 @@ pub async fn start_with(args: ServeArgs, alerts: AlertSink) -> Result<Running, S
             source,
         })?;
 
-    let (cert, ca_path) = initial_cert(&args, addr.port())?;
-    if let Some(path) = &ca_path {
+    let app = Arc::new(App {
+        policy: ArcSwapOption::empty(),
+        certs: Arc::new(CertStore::default()),
+        metrics: Metrics::new(),
+        draining: AtomicBool::new(false),
+        alerts,
+        policy_configmap: args.policy_configmap.clone(),
+    });
+    let sources = Sources {
+        policy: args.policy.clone(),
+        cert: args.tls_cert.clone().zip(args.tls_key.clone()),
+    };
+    if sources.policy.is_none() {
+        app.set_policy(Policy::default_policy());
+    }
+    if sources.cert.is_none() {
+        let (cert, ca_path) = self_signed_cert(addr.port())?;
         tracing::warn!(
-            ca = %path.display(),
+            ca = %ca_path.display(),
             "no --tls-cert given: serving a self-signed certificate for localhost and 127.0.0.1"
         );
         eprintln!(
             "vigil: self-signed certificate; CA written to {}",
-            path.display()
+            ca_path.display()
+        );
+        app.set_cert(cert);
+    }
+    // The first check runs before serving; a bad policy or certificate leaves the server not ready, and
+    // the reloader keeps retrying.
+    let mut reloader = Reloader::new(app.clone(), sources);
+    reloader.check();
+    if let Some(why) = app.not_ready_because() {
+        tracing::error!(
+            reason = why,
+            "not ready; retrying every --reload-interval and on every file change"
         );
     }
-    let policy = match &args.policy {
-        None => Policy::default_policy(),
-        Some(path) => {
-            let name = path.display().to_string();
-            let text = std::fs::read_to_string(path)
-                .map_err(|e| ServeError::Policy(format!("{name}: {e}")))?;
-            Policy::parse(&text, &name).map_err(|e| ServeError::Policy(e.to_string()))?
-        }
-    };
-
-    let app = Arc::new(App {
-        policy: ArcSwapOption::empty(),
-        certs: Arc::new(CertStore::new(cert.clone())),
-        metrics: Metrics::new(),
-        draining: AtomicBool::new(false),
-        alerts,
-    });
-    app.set_cert(cert);
-    app.set_policy(policy);
 
     let tls_config = tls::server_config(app.certs.clone(), args.client_ca.as_ref(), provider())?;
     let acceptor = TlsAcceptor::from(Arc::new(tls_config));
@@ -310,13 +335,15 @@ pub async fn start_with(args: ServeArgs, alerts: AlertSink) -> Result<Running, S
         metrics_listener,
         handlers::metrics_router(app.clone()),
         args.timeouts(),
-        stop_rx,
+        stop_rx.clone(),
     ));
+    let reload = tokio::spawn(reloader.run(args.reload_interval, stop_rx.clone()));
     let done = tokio::spawn(async move {
         if let Ok(connections) = webhook.await {
             connections.all_closed().await;
         }
         let _ = metrics.await;
+        let _ = reload.await;
     });
     tracing::info!(%addr, %metrics_addr, policy = %app.policy.load().as_ref().map(|p| p.hash.clone()).unwrap_or_default(), "serving");
     Ok(Running {

@@ -4,7 +4,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use arc_swap::ArcSwap;
+use arc_swap::ArcSwapOption;
 use rustls::crypto::CryptoProvider;
 use rustls::server::{ClientHello, ResolvesServerCert, WebPkiClientVerifier};
 use rustls::sign::CertifiedKey;
@@ -192,34 +192,34 @@ pub fn self_signed() -> Result<SelfSigned, TlsError> {
 }
 
 /// The certificate in force, swappable while the server runs: new handshakes get the new one, and
-/// connections already open keep theirs.
-#[derive(Debug)]
+/// connections already open keep theirs. Until one is loaded, handshakes fail.
+#[derive(Debug, Default)]
 pub struct CertStore {
-    current: ArcSwap<ServingCert>,
+    current: ArcSwapOption<ServingCert>,
 }
 
 impl CertStore {
     /// A store serving `cert`.
     pub fn new(cert: ServingCert) -> CertStore {
-        CertStore {
-            current: ArcSwap::from_pointee(cert),
-        }
+        let store = CertStore::default();
+        store.replace(cert);
+        store
     }
 
-    /// The certificate in force.
-    pub fn current(&self) -> Arc<ServingCert> {
+    /// The certificate in force, if one is loaded.
+    pub fn current(&self) -> Option<Arc<ServingCert>> {
         self.current.load_full()
     }
 
     /// Puts `cert` in force for new connections.
     pub fn replace(&self, cert: ServingCert) {
-        self.current.store(Arc::new(cert));
+        self.current.store(Some(Arc::new(cert)));
     }
 }
 
 impl ResolvesServerCert for CertStore {
     fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        Some(self.current.load().key.clone())
+        self.current.load().as_ref().map(|c| c.key.clone())
     }
 }
 

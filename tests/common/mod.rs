@@ -103,6 +103,8 @@ pub fn serve_args(cert: &Path, key: &Path) -> ServeArgs {
         metrics_addr: "127.0.0.1:0".parse().unwrap(),
         client_ca: None,
         shutdown_grace: Duration::from_millis(100),
+        reload_interval: Duration::from_millis(200),
+        policy_configmap: Default::default(),
         header_timeout: Duration::from_secs(10),
         idle_timeout: Duration::from_secs(120),
     }
