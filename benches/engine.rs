@@ -53,6 +53,7 @@ fn benches(c: &mut Criterion) {
                 time: now,
                 object: black_box(&workload),
                 old_object: None,
+                registry: None,
             };
             black_box(engine::evaluate(&policy, &request))
         })

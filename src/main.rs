@@ -8,6 +8,8 @@ use vigil::cli::{self, Cli, Command};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // One TLS crypto provider for the server, its clients and the registry look-ups.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     match cli.command {
         Command::Serve(args) => serve(args),
         other => cli::run(other),

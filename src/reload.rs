@@ -38,6 +38,8 @@ enum Seen {
 pub struct Sources {
     pub policy: Option<PathBuf>,
     pub cert: Option<(PathBuf, PathBuf)>,
+    /// Registry credentials (a docker config.json).
+    pub registry_auth: Option<PathBuf>,
 }
 
 /// Checks the sources and swaps in what changed and is valid.
@@ -46,6 +48,7 @@ pub struct Reloader {
     sources: Sources,
     policy_seen: Seen,
     cert_seen: Seen,
+    auth_seen: Seen,
     last_expiry_warning: Option<std::time::Instant>,
 }
 
@@ -61,6 +64,7 @@ impl Reloader {
             sources,
             policy_seen: Seen::Nothing,
             cert_seen: Seen::Nothing,
+            auth_seen: Seen::Nothing,
             last_expiry_warning: None,
         }
     }
@@ -69,6 +73,7 @@ impl Reloader {
     pub fn check(&mut self) {
         self.check_policy();
         self.check_cert();
+        self.check_registry_auth();
         self.warn_on_expiry();
     }
 
@@ -198,6 +203,42 @@ impl Reloader {
             Err(e) => {
                 result("error");
                 tracing::error!(error = %e, "certificate pair refused; keeping the one in force");
+            }
+        }
+    }
+
+    fn check_registry_auth(&mut self) {
+        let Some(path) = &self.sources.registry_auth else {
+            return;
+        };
+        let name = path.display().to_string();
+        let text = match read_or_describe(path)
+            .and_then(|b| String::from_utf8(b).map_err(|_| format!("{name}: not UTF-8 text")))
+        {
+            Ok(text) => text,
+            Err(why) => {
+                let seen = Seen::Unreadable(why.clone());
+                if self.auth_seen != seen {
+                    self.auth_seen = seen;
+                    tracing::error!(error = %why, "cannot read the registry credentials; keeping the ones in force");
+                }
+                return;
+            }
+        };
+        let seen = Seen::Content(Sha256::digest(text.as_bytes()).into());
+        if self.auth_seen == seen {
+            return;
+        }
+        self.auth_seen = seen;
+        match crate::registry::auth::Credentials::parse(&text, &name).and_then(|c| {
+            self.app
+                .resolver
+                .set_credentials(c)
+                .map_err(|e| e.to_string())
+        }) {
+            Ok(()) => tracing::info!(file = %name, "registry credentials loaded"),
+            Err(e) => {
+                tracing::error!(error = %e, "registry credentials refused; keeping the ones in force")
             }
         }
     }

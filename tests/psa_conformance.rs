@@ -37,7 +37,14 @@ fn agrees_with_pod_security_admission() {
         let (objects, errors) = read_objects(&fixture.file, &text);
         assert!(errors.is_empty(), "{}: {errors:?}", fixture.file);
         assert_eq!(objects.len(), 1, "{}: one pod per fixture", fixture.file);
-        let results = check_objects(&conformance_policy(&fixture.level), &objects, "", &[], now);
+        let results = check_objects(
+            &conformance_policy(&fixture.level),
+            &objects,
+            "",
+            &[],
+            now,
+            None,
+        );
         assert_eq!(results.len(), 1, "{}: the pod is evaluated", fixture.file);
         let denied = results[0].decision == "denied";
         let want_denied = fixture.expected == "fail";

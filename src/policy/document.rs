@@ -7,7 +7,7 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_yaml_ng::Value;
 
-use super::{FieldError, Mode, Profile, Updates};
+use super::{FieldError, Mode, OnError, Profile, Updates};
 
 /// The API version a policy document must declare.
 pub const API_VERSION: &str = "vigil.dev/v1alpha1";
@@ -25,6 +25,21 @@ pub struct Document {
     /// With each entry's position in the document, which stays right when an earlier entry fails.
     pub namespaces: Vec<(usize, NamespaceOverrideDoc)>,
     pub exemptions: Vec<(usize, ExemptionDoc)>,
+    pub registry: Option<RegistryDoc>,
+}
+
+/// The `registry` section: how registry look-ups are bounded.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RegistryDoc {
+    #[serde(default)]
+    pub timeout: Option<String>,
+    #[serde(default, rename = "cacheTTL")]
+    pub cache_ttl: Option<String>,
+    #[serde(default, rename = "negativeCacheTTL")]
+    pub negative_cache_ttl: Option<String>,
+    #[serde(default, rename = "maxEntries")]
+    pub max_entries: Option<usize>,
 }
 
 /// One entry of `rules`: a bare mode, or a map with a mode and the rule's options.
@@ -33,6 +48,12 @@ pub struct RuleConfig {
     pub mode: Option<Mode>,
     pub allow: Option<Vec<Value>>,
     pub deny: Option<Vec<String>>,
+    /// For the registry rules: what to do when the registry cannot answer.
+    pub on_error: Option<OnError>,
+    /// For `image-digest-deny`: the digests to deny.
+    pub digests: Option<Vec<String>>,
+    /// For `image-tag-moved`: how long the first digest seen for a tag is remembered.
+    pub window: Option<String>,
 }
 
 /// Which options a rule accepts in its map form.
@@ -41,6 +62,12 @@ pub enum OptionShape {
     ModeOnly,
     AllowList,
     AllowAndDeny,
+    /// A registry rule: `mode` and `onError`.
+    Lookup,
+    /// `image-digest-deny`: `mode`, `digests` and `onError`.
+    DigestDeny,
+    /// `image-tag-moved`: `mode`, `window` and `onError`.
+    TagMoved,
     /// Not configurable at all.
     Fixed,
 }
@@ -59,6 +86,37 @@ struct AllowDoc {
     mode: Option<Mode>,
     #[serde(default)]
     allow: Option<Vec<Value>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct LookupDoc {
+    #[serde(default)]
+    mode: Option<Mode>,
+    #[serde(default)]
+    on_error: Option<OnError>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct DigestDenyDoc {
+    #[serde(default)]
+    mode: Option<Mode>,
+    #[serde(default)]
+    digests: Option<Vec<String>>,
+    #[serde(default)]
+    on_error: Option<OnError>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct TagMovedDoc {
+    #[serde(default)]
+    mode: Option<Mode>,
+    #[serde(default)]
+    window: Option<String>,
+    #[serde(default)]
+    on_error: Option<OnError>,
 }
 
 #[derive(Deserialize)]
@@ -114,6 +172,7 @@ const TOP_LEVEL_FIELDS: &[&str] = &[
     "rules",
     "namespaces",
     "exemptions",
+    "registry",
 ];
 
 /// Decodes `value` as `T`, recording an error at `path` when it does not fit.
@@ -188,6 +247,7 @@ pub fn parse(
             "rules" => doc.rules = parse_rules(value, &shape, &mut errors),
             "namespaces" => doc.namespaces = parse_list(value, "namespaces", &mut errors),
             "exemptions" => doc.exemptions = parse_list(value, "exemptions", &mut errors),
+            "registry" => doc.registry = decode(value, "registry", &mut errors),
             _ => errors.push(FieldError::new(
                 name.clone(),
                 format!(
@@ -271,7 +331,7 @@ fn parse_rules(
                     decode::<AllowDoc>(value, &path, errors).map(|d| RuleConfig {
                         mode: d.mode,
                         allow: d.allow,
-                        deny: None,
+                        ..RuleConfig::default()
                     })
                 }
                 OptionShape::AllowAndDeny => {
@@ -279,6 +339,30 @@ fn parse_rules(
                         mode: d.mode,
                         allow: d.allow,
                         deny: d.deny,
+                        ..RuleConfig::default()
+                    })
+                }
+                OptionShape::Lookup => {
+                    decode::<LookupDoc>(value, &path, errors).map(|d| RuleConfig {
+                        mode: d.mode,
+                        on_error: d.on_error,
+                        ..RuleConfig::default()
+                    })
+                }
+                OptionShape::DigestDeny => {
+                    decode::<DigestDenyDoc>(value, &path, errors).map(|d| RuleConfig {
+                        mode: d.mode,
+                        digests: d.digests,
+                        on_error: d.on_error,
+                        ..RuleConfig::default()
+                    })
+                }
+                OptionShape::TagMoved => {
+                    decode::<TagMovedDoc>(value, &path, errors).map(|d| RuleConfig {
+                        mode: d.mode,
+                        window: d.window,
+                        on_error: d.on_error,
+                        ..RuleConfig::default()
                     })
                 }
             },
@@ -287,6 +371,9 @@ fn parse_rules(
                     OptionShape::ModeOnly | OptionShape::Fixed => "",
                     OptionShape::AllowList => " and `allow`",
                     OptionShape::AllowAndDeny => ", `allow` and `deny`",
+                    OptionShape::Lookup => " and `onError`",
+                    OptionShape::DigestDeny => ", `digests` and `onError`",
+                    OptionShape::TagMoved => ", `window` and `onError`",
                 };
                 errors.push(FieldError::new(
                     path,

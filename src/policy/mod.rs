@@ -90,6 +90,65 @@ pub enum Updates {
     All,
 }
 
+/// What a registry rule does when the registry cannot answer.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnError {
+    /// Admit, and record the image as not verified.
+    #[default]
+    Allow,
+    /// Treat the image as violating the rule.
+    Deny,
+}
+
+/// How registry look-ups are bounded (the policy's `registry` section).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RegistryOptions {
+    /// The most one look-up may take (less, when the request's own timeout is shorter).
+    pub timeout: std::time::Duration,
+    /// How long a resolved image is remembered.
+    pub cache_ttl: std::time::Duration,
+    /// How long a missing image, or a registry that could not answer, is remembered.
+    pub negative_cache_ttl: std::time::Duration,
+    /// The most images remembered.
+    pub max_entries: usize,
+}
+
+impl Default for RegistryOptions {
+    fn default() -> Self {
+        RegistryOptions {
+            timeout: std::time::Duration::from_secs(2),
+            cache_ttl: std::time::Duration::from_secs(300),
+            negative_cache_ttl: std::time::Duration::from_secs(30),
+            max_entries: 10_000,
+        }
+    }
+}
+
+/// Parses a duration as Kubernetes and Go write them: `500ms`, `5s`, `2m`, `1h`; a bare number is seconds.
+pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a duration such as 5s"))?;
+    let seconds = match unit {
+        "" | "s" => value,
+        "ms" => value / 1000.0,
+        "m" => value * 60.0,
+        "h" => value * 3600.0,
+        _ => {
+            return Err(format!(
+                "{text:?} is not a duration such as 5s (units: ms, s, m, h)"
+            ));
+        }
+    };
+    std::time::Duration::try_from_secs_f64(seconds).map_err(|_| format!("{text:?} is out of range"))
+}
+
 /// One validation error: where, and what is wrong.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FieldError {
@@ -134,7 +193,7 @@ impl fmt::Display for PolicyError {
 }
 
 /// The options of the rules that take them.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct RuleOptions {
     /// Capabilities allowed beyond the profile's set, as written (compared exactly).
     pub capabilities_allow: Vec<String>,
@@ -146,7 +205,49 @@ pub struct RuleOptions {
     pub registry_allow: Option<Vec<RegistryPattern>>,
     /// `image-registry` deny list.
     pub registry_deny: Vec<RegistryPattern>,
+    /// `image-digest-deny`: known-bad digests, as `algorithm:hex`.
+    pub denied_digests: Vec<String>,
+    /// `image-tag-moved`: how long the first digest seen for a tag is remembered.
+    pub tag_moved_window: std::time::Duration,
+    /// What each registry rule does when the registry cannot answer.
+    pub lookup_on_error: Vec<(RuleId, OnError)>,
+    /// Bounds of the registry look-ups.
+    pub registry: RegistryOptions,
 }
+
+impl Default for RuleOptions {
+    fn default() -> Self {
+        RuleOptions {
+            capabilities_allow: Vec::new(),
+            host_path_allow: Vec::new(),
+            host_ports_allow: Vec::new(),
+            registry_allow: None,
+            registry_deny: Vec::new(),
+            denied_digests: Vec::new(),
+            tag_moved_window: std::time::Duration::from_secs(24 * 3600),
+            lookup_on_error: Vec::new(),
+            registry: RegistryOptions::default(),
+        }
+    }
+}
+
+impl RuleOptions {
+    /// What `rule` does when the registry cannot answer (allow unless the policy says deny).
+    pub fn on_error(&self, rule: RuleId) -> OnError {
+        self.lookup_on_error
+            .iter()
+            .find(|(r, _)| *r == rule)
+            .map_or(OnError::Allow, |(_, e)| *e)
+    }
+}
+
+/// The rules that need registry look-ups.
+pub const LOOKUP_RULES: [RuleId; 4] = [
+    RuleId::ImageResolvable,
+    RuleId::ImageDigestDeny,
+    RuleId::ImageTagMoved,
+    RuleId::ImageRunsAsRoot,
+];
 
 /// A namespace override: every rule takes `mode` in the matching namespaces.
 #[derive(Debug, Clone)]
@@ -198,6 +299,9 @@ fn option_shape(id: &str) -> Option<OptionShape> {
     Some(match rule {
         RuleId::Capabilities | RuleId::HostPath | RuleId::HostPorts => OptionShape::AllowList,
         RuleId::ImageRegistry => OptionShape::AllowAndDeny,
+        RuleId::ImageResolvable | RuleId::ImageRunsAsRoot => OptionShape::Lookup,
+        RuleId::ImageDigestDeny => OptionShape::DigestDeny,
+        RuleId::ImageTagMoved => OptionShape::TagMoved,
         RuleId::PolicyChange => OptionShape::Fixed,
         _ => OptionShape::ModeOnly,
     })
@@ -248,6 +352,11 @@ impl Policy {
     /// The setting of one rule.
     pub fn setting(&self, rule: RuleId) -> RuleSetting {
         self.settings[rule as usize]
+    }
+
+    /// Whether any active rule needs registry look-ups.
+    pub fn needs_registry(&self) -> bool {
+        LOOKUP_RULES.iter().any(|r| self.setting(*r).active)
     }
 
     /// The rules this policy evaluates, in catalogue order.
@@ -388,6 +497,20 @@ impl Policy {
     }
 }
 
+/// Whether `digest` is `algorithm:hex` with a hex length that fits the algorithm.
+fn valid_digest(digest: &str) -> bool {
+    let Some((algorithm, hex)) = digest.split_once(':') else {
+        return false;
+    };
+    let want = match algorithm {
+        "sha256" => 64,
+        "sha384" => 96,
+        "sha512" => 128,
+        _ => return false,
+    };
+    hex.len() == want && hex.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
 fn compile(doc: Document, text: &str, errors: &mut Vec<FieldError>) -> Policy {
     let profile = doc.profile.unwrap_or(Profile::Baseline);
     let mut options = RuleOptions::default();
@@ -487,7 +610,75 @@ fn compile(doc: Document, text: &str, errors: &mut Vec<FieldError>) -> Policy {
                     ));
                 }
             }
+            RuleId::ImageDigestDeny => {
+                for (i, digest) in config.digests.iter().flatten().enumerate() {
+                    if valid_digest(digest) {
+                        options.denied_digests.push(digest.to_ascii_lowercase());
+                    } else {
+                        errors.push(FieldError::new(
+                            format!("{path}.digests[{i}]"),
+                            format!("{digest:?} is not a digest such as sha256:<64 hex digits>"),
+                        ));
+                    }
+                }
+                if config.digests.as_ref().is_none_or(Vec::is_empty)
+                    && config.mode.is_none_or(|m| m != Mode::Off)
+                {
+                    errors.push(FieldError::new(
+                        path.clone(),
+                        "list the known-bad digests under `digests`",
+                    ));
+                }
+            }
+            RuleId::ImageTagMoved => {
+                if let Some(window) = &config.window {
+                    match parse_duration(window) {
+                        Ok(w) if !w.is_zero() => options.tag_moved_window = w,
+                        Ok(_) => errors.push(FieldError::new(
+                            format!("{path}.window"),
+                            "the window must be longer than 0s",
+                        )),
+                        Err(e) => errors.push(FieldError::new(format!("{path}.window"), e)),
+                    }
+                }
+            }
             _ => {}
+        }
+        if let Some(on_error) = config.on_error {
+            options.lookup_on_error.push((rule, on_error));
+        }
+    }
+    if let Some(registry) = &doc.registry {
+        let mut duration = |value: &Option<String>, field: &str, into: &mut std::time::Duration| {
+            if let Some(text) = value {
+                match parse_duration(text) {
+                    Ok(d) => *into = d,
+                    Err(e) => errors.push(FieldError::new(format!("registry.{field}"), e)),
+                }
+            }
+        };
+        let r = &mut options.registry;
+        duration(&registry.timeout, "timeout", &mut r.timeout);
+        duration(&registry.cache_ttl, "cacheTTL", &mut r.cache_ttl);
+        duration(
+            &registry.negative_cache_ttl,
+            "negativeCacheTTL",
+            &mut r.negative_cache_ttl,
+        );
+        if r.timeout.is_zero() {
+            errors.push(FieldError::new(
+                "registry.timeout",
+                "a look-up needs some time; use at least 100ms",
+            ));
+        }
+        if let Some(n) = registry.max_entries {
+            if n == 0 {
+                errors.push(FieldError::new(
+                    "registry.maxEntries",
+                    "keep at least one entry",
+                ));
+            }
+            r.max_entries = n.max(1);
         }
     }
 
@@ -580,6 +771,23 @@ mod tests {
     }
 
     const HEAD: &str = "apiVersion: vigil.dev/v1alpha1\nkind: Policy\n";
+
+    #[test]
+    fn durations_parse_as_kubernetes_writes_them() {
+        assert_eq!(parse_duration("5s"), Ok(std::time::Duration::from_secs(5)));
+        assert_eq!(parse_duration("10"), Ok(std::time::Duration::from_secs(10)));
+        assert_eq!(
+            parse_duration("250ms"),
+            Ok(std::time::Duration::from_millis(250))
+        );
+        assert_eq!(
+            parse_duration("2m"),
+            Ok(std::time::Duration::from_secs(120))
+        );
+        assert!(parse_duration("five").is_err());
+        assert!(parse_duration("5d").is_err());
+        assert!(parse_duration("-1s").is_err());
+    }
 
     #[test]
     fn default_policy_is_audit_baseline_with_image_tag_warn() {
@@ -722,6 +930,70 @@ exemptions:
         assert_eq!(
             errors("kind: Policy\n"),
             ["policy.yaml: apiVersion: missing; use vigil.dev/v1alpha1"]
+        );
+    }
+
+    #[test]
+    fn registry_rules_and_their_options_validate() {
+        let good = format!(
+            "{HEAD}rules:\n  image-resolvable: {{ mode: enforce, onError: deny }}\n  image-runs-as-root: warn\n  \
+             image-tag-moved: {{ window: 12h }}\n  image-digest-deny:\n    digests: [\"sha256:{}\"]\nregistry:\n  timeout: 500ms\n  cacheTTL: 1m\n  negativeCacheTTL: 5s\n  maxEntries: 100\n",
+            "a".repeat(64)
+        );
+        let p = Policy::parse(&good, "p").unwrap_or_else(|e| panic!("{e}"));
+        assert!(p.needs_registry());
+        assert_eq!(p.options.on_error(RuleId::ImageResolvable), OnError::Deny);
+        assert_eq!(p.options.on_error(RuleId::ImageRunsAsRoot), OnError::Allow);
+        assert_eq!(
+            p.options.tag_moved_window,
+            std::time::Duration::from_secs(12 * 3600)
+        );
+        assert_eq!(
+            p.options.registry.timeout,
+            std::time::Duration::from_millis(500)
+        );
+        assert_eq!(p.options.registry.max_entries, 100);
+        assert!(
+            !Policy::default_policy().needs_registry(),
+            "registry rules are off unless turned on"
+        );
+
+        let errs = errors(&format!(
+            "{HEAD}rules:\n  image-resolvable: {{ onError: maybe }}\n  image-digest-deny: {{ digests: [\"md5:abc\", \"sha256:xyz\"] }}\n  \
+             image-tag-moved: {{ window: forever }}\n  image-runs-as-root: {{ digests: [] }}\nregistry:\n  timeout: 0s\n  cacheTTL: soon\n  retries: 3\n"
+        ));
+        let expect = [
+            "policy.yaml: rules.image-resolvable.onError: unknown variant `maybe`, expected `allow` or `deny`",
+            "policy.yaml: rules.image-digest-deny.digests[0]: \"md5:abc\" is not a digest",
+            "policy.yaml: rules.image-digest-deny.digests[1]: \"sha256:xyz\" is not a digest",
+            "policy.yaml: rules.image-tag-moved.window: \"forever\" is not a duration",
+            "policy.yaml: rules.image-runs-as-root.digests: unknown field `digests`",
+            "policy.yaml: registry.retries: unknown field `retries`",
+        ];
+        for want in expect {
+            assert!(
+                errs.iter().any(|e| e.starts_with(want)),
+                "missing {want:?} in:\n{}",
+                errs.join("\n")
+            );
+        }
+        let errs = errors(&format!(
+            "{HEAD}registry:\n  timeout: 0s\n  cacheTTL: soon\n"
+        ));
+        assert!(
+            errs.iter()
+                .any(|e| e.starts_with("policy.yaml: registry.timeout: a look-up needs some time")),
+            "{errs:?}"
+        );
+        assert!(
+            errs.iter()
+                .any(|e| e.starts_with("policy.yaml: registry.cacheTTL: \"soon\"")),
+            "{errs:?}"
+        );
+        let errs = errors(&format!("{HEAD}rules:\n  image-digest-deny: enforce\n"));
+        assert_eq!(
+            errs,
+            ["policy.yaml: rules.image-digest-deny: list the known-bad digests under `digests`"]
         );
     }
 

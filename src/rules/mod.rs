@@ -10,6 +10,7 @@ use serde::Serialize;
 
 use crate::image::{ImageRef, ImageRefError};
 use crate::policy::{Mode, Profile, RuleOptions};
+use crate::registry::{Lookup, RegistryFacts};
 use crate::workload::{Container, ContainerList, Workload};
 
 mod apparmor;
@@ -20,8 +21,12 @@ pub mod host_path;
 mod host_ports;
 mod host_probes;
 mod image_digest;
+mod image_digest_deny;
 mod image_registry;
+mod image_resolvable;
+mod image_runs_as_root;
 mod image_tag;
+mod image_tag_moved;
 mod policy_change;
 mod privilege_escalation;
 mod privileged;
@@ -132,6 +137,10 @@ rule_ids! {
     ImageTag => "image-tag",
     ImageDigest => "image-digest",
     SecretInEnv => "secret-in-env",
+    ImageResolvable => "image-resolvable",
+    ImageDigestDeny => "image-digest-deny",
+    ImageTagMoved => "image-tag-moved",
+    ImageRunsAsRoot => "image-runs-as-root",
     PolicyChange => "policy-change",
 }
 
@@ -170,7 +179,7 @@ pub struct Rule {
 }
 
 /// Every rule, indexed by `RuleId as usize`.
-pub static CATALOGUE: [Rule; 21] = [
+pub static CATALOGUE: [Rule; 25] = [
     privileged::RULE,
     host_namespaces::RULE,
     host_ports::RULE,
@@ -191,13 +200,19 @@ pub static CATALOGUE: [Rule; 21] = [
     image_tag::RULE,
     image_digest::RULE,
     secret_in_env::RULE,
+    image_resolvable::RULE,
+    image_digest_deny::RULE,
+    image_tag_moved::RULE,
+    image_runs_as_root::RULE,
     policy_change::RULE,
 ];
 
-/// What a rule's check may read besides the pod: the policy's profile and the rule options.
+/// What a rule's check may read besides the pod: the policy's profile, the rule options, and what the
+/// registries said about the pod's images (when look-ups were made).
 pub struct CheckContext<'a> {
     pub profile: Profile,
     pub options: &'a RuleOptions,
+    pub registry: Option<&'a RegistryFacts>,
 }
 
 /// One container, with where it sits and its parsed image.
@@ -274,6 +289,7 @@ impl<'a> PodView<'a> {
             field: format!("{}.{rel}", self.workload.spec_path()),
             subject: subject.into(),
             message,
+            max_mode: None,
         }
     }
 
@@ -295,6 +311,7 @@ impl<'a> PodView<'a> {
             ),
             subject: Cow::Owned(key.to_owned()),
             message,
+            max_mode: None,
         }
     }
 
@@ -320,6 +337,7 @@ impl<'a> PodView<'a> {
             ),
             subject: subject.into(),
             message,
+            max_mode: None,
         }
     }
 
@@ -342,13 +360,66 @@ pub struct Finding {
     /// the rule and the container name, it says whether an old object had the same finding.
     pub subject: Cow<'static, str>,
     pub message: String,
+    /// The most this finding may do whatever its rule's mode: a registry that could not answer under
+    /// `onError: allow` is recorded (audit), never denied.
+    pub max_mode: Option<Mode>,
 }
 
 impl Finding {
+    /// Limits what this finding may do to `mode`.
+    pub fn at_most(mut self, mode: Mode) -> Finding {
+        self.max_mode = Some(mode);
+        self
+    }
+
     /// Raises the severity of this finding.
     pub fn with_severity(mut self, severity: Severity) -> Finding {
         self.severity = severity;
         self
+    }
+}
+
+impl<'a> CheckContext<'a> {
+    /// What the registry said about a container's image, for the registry rules. Without look-ups (none
+    /// were made, or the image was not asked about), the image is not verified.
+    pub fn lookup(&self, container: &ContainerView<'_>) -> Lookup {
+        let image = container.container.image.as_deref().unwrap_or_default();
+        match self.registry {
+            None => Lookup::Unverified(
+                "registry look-ups are not enabled here (vigil check needs --resolve)".to_owned(),
+            ),
+            Some(facts) => facts
+                .get(image)
+                .cloned()
+                .unwrap_or_else(|| Lookup::Unverified("the image was not looked up".to_owned())),
+        }
+    }
+
+    /// Builds the finding for an image the registry could not vouch for: recorded as "not verified" with
+    /// the reason, and denying only under `onError: deny`.
+    pub fn unverified(
+        &self,
+        pod: &PodView<'_>,
+        rule: RuleId,
+        position: usize,
+        why: &str,
+    ) -> Finding {
+        let c = &pod.containers[position];
+        let finding = pod.container_finding(
+            rule,
+            position,
+            "image",
+            "unverified",
+            format!(
+                "container {:?} image {} not verified: {why}",
+                c.name(),
+                c.image_display().unwrap_or_default()
+            ),
+        );
+        match self.options.on_error(rule) {
+            crate::policy::OnError::Deny => finding,
+            crate::policy::OnError::Allow => finding.at_most(Mode::Audit),
+        }
     }
 }
 
@@ -390,8 +461,54 @@ pub(crate) mod testing {
         let workload = Workload::from_json(kind, object).expect("test object decodes");
         let pod = PodView::new(&workload);
         let mut out = Vec::new();
-        run(rule, &pod, &CheckContext { profile, options }, &mut out);
+        run(
+            rule,
+            &pod,
+            &CheckContext {
+                profile,
+                options,
+                registry: None,
+            },
+            &mut out,
+        );
         out
+    }
+
+    /// Runs `rule` on a Pod whose `spec` is the given JSON, with registry facts.
+    pub fn findings_with_facts(
+        rule: RuleId,
+        spec: &str,
+        options: &RuleOptions,
+        facts: &RegistryFacts,
+    ) -> Vec<Finding> {
+        let workload = Workload::from_json(WorkloadKind::Pod, &format!(r#"{{"spec":{spec}}}"#))
+            .expect("test object decodes");
+        let pod = PodView::new(&workload);
+        let mut out = Vec::new();
+        let cx = CheckContext {
+            profile: Profile::Baseline,
+            options,
+            registry: Some(facts),
+        };
+        run(rule, &pod, &cx, &mut out);
+        out
+    }
+
+    /// Registry facts: each image found with `digest` and `user`.
+    pub fn found(entries: &[(&str, &str, &str)]) -> RegistryFacts {
+        let mut facts = RegistryFacts::default();
+        for (image, digest, user) in entries {
+            facts.insert(
+                *image,
+                Lookup::Found(std::sync::Arc::new(crate::registry::ImageFacts {
+                    digest: (*digest).to_owned(),
+                    index_digest: None,
+                    user: (*user).to_owned(),
+                    moved_from: None,
+                })),
+            );
+        }
+        facts
     }
 
     /// Runs `rule` under the baseline profile with default options.

@@ -13,7 +13,7 @@ use axum::routing::{get, post};
 use time::OffsetDateTime;
 
 use super::App;
-use crate::admission::{self, Endpoint};
+use crate::admission::{self, Endpoint, Prepared};
 
 /// The largest review body read; a bigger one gets 413 without being read.
 pub const MAX_BODY_BYTES: usize = 3 * 1024 * 1024;
@@ -199,15 +199,42 @@ async fn review_handler(app: Arc<App>, request: Request, endpoint: Endpoint) -> 
             "no valid policy is loaded",
         );
     };
-    let reviewed = match admission::review(
+    let prepared = match admission::prepare(
         &policy,
         &body,
         OffsetDateTime::now_utc(),
         endpoint,
         &app.policy_configmap,
     ) {
-        Ok(reviewed) => reviewed,
+        Ok(prepared) => prepared,
         Err(e) => return refuse(&app, StatusCode::BAD_REQUEST, e.reason(), e),
+    };
+    let reviewed = match prepared {
+        Prepared::Answered(reviewed) => reviewed,
+        Prepared::Evaluate(pending) => {
+            let images = pending.lookups();
+            let facts = if images.is_empty() {
+                None
+            } else {
+                let options = &pending.policy().options;
+                // Every look-up waits at most min(the policy's timeout, the request's timeout less a margin).
+                let wait = options
+                    .registry
+                    .timeout
+                    .min(deadline.saturating_sub(started.elapsed()));
+                let facts = app
+                    .resolver
+                    .resolve_all(
+                        images,
+                        &options.registry,
+                        options.tag_moved_window,
+                        Instant::now() + wait,
+                    )
+                    .await;
+                Some(facts)
+            };
+            pending.finish(facts.as_ref())
+        }
     };
     let s = &reviewed.summary;
     let span = tracing::info_span!(

@@ -9,7 +9,10 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::{Registry, Unit};
 
+use std::sync::Arc;
+
 use crate::admission::ReviewSummary;
+use crate::registry::LookupMetrics;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RequestLabels {
@@ -56,6 +59,7 @@ pub struct Metrics {
     pub policy_reloads: Family<ResultLabels, Counter>,
     pub cert_reloads: Family<ResultLabels, Counter>,
     pub cert_expiry: Gauge<f64, AtomicU64>,
+    pub registry_lookups: Arc<LookupMetrics>,
 }
 
 /// Histogram buckets from 50 µs to 1 s.
@@ -128,6 +132,8 @@ impl Metrics {
             "Expiry (notAfter) of the serving certificate in force, as a Unix timestamp",
             cert_expiry.clone(),
         );
+        let registry_lookups = Arc::new(LookupMetrics::default());
+        registry_lookups.register(&mut registry);
         Metrics {
             registry,
             requests,
@@ -139,6 +145,7 @@ impl Metrics {
             policy_reloads,
             cert_reloads,
             cert_expiry,
+            registry_lookups,
         }
     }
 

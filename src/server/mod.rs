@@ -19,6 +19,8 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::admission::ConfigMapRef;
 use crate::policy::Policy;
+pub use crate::policy::parse_duration;
+use crate::registry::{RegistryArgs, Resolver};
 use crate::reload::{Reloader, Sources};
 use metrics::Metrics;
 use tls::{CertStore, ServingCert, TlsError};
@@ -57,6 +59,8 @@ pub struct ServeArgs {
         default_value = "vigil/vigil-policy"
     )]
     pub policy_configmap: ConfigMapRef,
+    #[command(flatten)]
+    pub registry: RegistryArgs,
     /// How long a client may take to send its request headers once it has started; a slower one is cut off.
     #[arg(long, env = "VIGIL_HEADER_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
     pub header_timeout: Duration,
@@ -75,30 +79,6 @@ impl ServeArgs {
     }
 }
 
-/// Parses a duration as Kubernetes and Go write them: `500ms`, `5s`, `2m`, `1h`; a bare number is seconds.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let text = text.trim();
-    let split = text
-        .find(|c: char| !c.is_ascii_digit() && c != '.')
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let value: f64 = number
-        .parse()
-        .map_err(|_| format!("{text:?} is not a duration such as 5s"))?;
-    let seconds = match unit {
-        "" | "s" => value,
-        "ms" => value / 1000.0,
-        "m" => value * 60.0,
-        "h" => value * 3600.0,
-        _ => {
-            return Err(format!(
-                "{text:?} is not a duration such as 5s (units: ms, s, m, h)"
-            ));
-        }
-    };
-    Duration::try_from_secs_f64(seconds).map_err(|_| format!("{text:?} is out of range"))
-}
-
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
@@ -110,6 +90,8 @@ pub enum ServeError {
         #[source]
         source: std::io::Error,
     },
+    #[error("registry access: {0}")]
+    Registry(String),
     #[error("cannot write the self-signed CA to {path}: {source}")]
     WriteCa {
         path: String,
@@ -167,6 +149,8 @@ pub struct App {
     pub alerts: AlertSink,
     /// The ConfigMap whose edits are validated and recorded.
     pub policy_configmap: ConfigMapRef,
+    /// Registry look-ups, for the registry rules.
+    pub resolver: Arc<Resolver>,
 }
 
 impl App {
@@ -278,17 +262,28 @@ pub async fn start_with(args: ServeArgs, alerts: AlertSink) -> Result<Running, S
             source,
         })?;
 
+    let metrics = Metrics::new();
+    let resolver = crate::registry::Resolver::new(
+        crate::registry::ResolverConfig {
+            plain_http: args.registry.registry_plain_http.clone(),
+            extra_ca: args.registry.registry_ca.clone(),
+        },
+        metrics.registry_lookups.clone(),
+    )
+    .map_err(|e| ServeError::Registry(e.to_string()))?;
     let app = Arc::new(App {
         policy: ArcSwapOption::empty(),
         certs: Arc::new(CertStore::default()),
-        metrics: Metrics::new(),
+        metrics,
         draining: AtomicBool::new(false),
         alerts,
         policy_configmap: args.policy_configmap.clone(),
+        resolver: Arc::new(resolver),
     });
     let sources = Sources {
         policy: args.policy.clone(),
         cert: args.tls_cert.clone().zip(args.tls_key.clone()),
+        registry_auth: args.registry.registry_auth.clone(),
     };
     if sources.policy.is_none() {
         app.set_policy(Policy::default_policy());
@@ -376,21 +371,5 @@ async fn wait_for_signal() {
         Err(_) => {
             let _ = tokio::signal::ctrl_c().await;
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn durations_parse_as_kubernetes_writes_them() {
-        assert_eq!(parse_duration("5s"), Ok(Duration::from_secs(5)));
-        assert_eq!(parse_duration("10"), Ok(Duration::from_secs(10)));
-        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
-        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
-        assert!(parse_duration("five").is_err());
-        assert!(parse_duration("5d").is_err());
-        assert!(parse_duration("-1s").is_err());
     }
 }

@@ -105,6 +105,7 @@ pub fn serve_args(cert: &Path, key: &Path) -> ServeArgs {
         shutdown_grace: Duration::from_millis(100),
         reload_interval: Duration::from_millis(200),
         policy_configmap: Default::default(),
+        registry: Default::default(),
         header_timeout: Duration::from_secs(10),
         idle_timeout: Duration::from_secs(120),
     }

@@ -1,0 +1,93 @@
+//! Registry look-ups: what an image really is, not only what its name says.
+//!
+//! The facts (`RegistryFacts`) are plain data the rules read; the `Resolver` makes the look-ups with
+//! `oci-client`, bounded by a cache, in-flight de-duplication and deadlines. Rules never touch the network.
+
+pub mod auth;
+mod resolver;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use clap::Args;
+
+pub use resolver::{LookupMetrics, Resolver, ResolverConfig};
+
+/// What a registry said about one image.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImageFacts {
+    /// The digest of the image manifest for the platform (linux/amd64 by default).
+    pub digest: String,
+    /// The digest of the index (manifest list), when the reference points at one.
+    pub index_digest: Option<String>,
+    /// The image config's `User`, as written (empty when unset).
+    pub user: String,
+    /// For a tag: the digest this replica first saw for it, when the tag now resolves elsewhere.
+    pub moved_from: Option<String>,
+}
+
+/// The outcome of looking an image up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Lookup {
+    /// The registry served the image.
+    Found(Arc<ImageFacts>),
+    /// The registry answered that the image does not exist; the reason says how.
+    NotFound(String),
+    /// The registry could not answer (unreachable, timed out, refused the credentials, ...).
+    Unverified(String),
+}
+
+/// The look-ups made for one review, by image string as the pod spec writes it.
+#[derive(Debug, Clone, Default)]
+pub struct RegistryFacts {
+    by_image: HashMap<String, Lookup>,
+}
+
+impl RegistryFacts {
+    /// Records the outcome for `image`.
+    pub fn insert(&mut self, image: impl Into<String>, lookup: Lookup) {
+        self.by_image.insert(image.into(), lookup);
+    }
+
+    /// The outcome for `image`, if it was looked up.
+    pub fn get(&self, image: &str) -> Option<&Lookup> {
+        self.by_image.get(image)
+    }
+}
+
+/// Registry access flags, shared by `serve`, `check --resolve` and `review`.
+#[derive(Debug, Clone, Default, Args)]
+pub struct RegistryArgs {
+    /// Registry credentials: a docker config.json (an image pull secret), reloaded like the policy.
+    #[arg(long, env = "VIGIL_REGISTRY_AUTH")]
+    pub registry_auth: Option<PathBuf>,
+    /// Extra CA bundle (PEM) to trust for registries (repeatable).
+    #[arg(long, env = "VIGIL_REGISTRY_CA", value_delimiter = ',')]
+    pub registry_ca: Vec<PathBuf>,
+    /// A registry reached over plain HTTP, as HOST[:PORT]; for local registries only (repeatable).
+    #[arg(long, env = "VIGIL_REGISTRY_PLAIN_HTTP", value_delimiter = ',')]
+    pub registry_plain_http: Vec<String>,
+}
+
+impl RegistryArgs {
+    /// Builds a resolver from the flags, with the credentials loaded.
+    pub fn resolver(&self, metrics: Arc<LookupMetrics>) -> Result<Resolver, String> {
+        let resolver = Resolver::new(
+            ResolverConfig {
+                plain_http: self.registry_plain_http.clone(),
+                extra_ca: self.registry_ca.clone(),
+            },
+            metrics,
+        )
+        .map_err(|e| e.to_string())?;
+        if let Some(path) = &self.registry_auth {
+            let name = path.display().to_string();
+            let text = std::fs::read_to_string(path).map_err(|e| format!("{name}: {e}"))?;
+            resolver
+                .set_credentials(auth::Credentials::parse(&text, &name)?)
+                .map_err(|e| e.to_string())?;
+        }
+        Ok(resolver)
+    }
+}
