@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
+use axum::body::Bytes;
 use axum::http::header;
 use axum::routing::post;
 use tokio::net::TcpListener;
@@ -45,9 +46,14 @@ async fn main() {
     };
     let config =
         tls::server_config(Arc::new(CertStore::new(cert)), None, provider).expect("tls config");
+    // The body is read in full, as Vigil reads it: a handler that ignored it would skip that work, and
+    // hyper closes a keep-alive connection rather than drain a large unread body.
     let router = Router::new().route(
         "/validate",
-        post(|| async { ([(header::CONTENT_TYPE, "application/json")], RESPONSE) }),
+        post(|body: Bytes| async move {
+            drop(body);
+            ([(header::CONTENT_TYPE, "application/json")], RESPONSE)
+        }),
     );
     let listener = TcpListener::bind(addr).await.expect("bind");
     eprintln!(
