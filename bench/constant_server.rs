@@ -71,6 +71,7 @@ async fn main() {
         TlsAcceptor::from(Arc::new(config)),
         router,
         timeouts,
+        usize::MAX,
         stop_rx,
         Arc::new(|_| {}),
     )

@@ -17,6 +17,8 @@ fn main() -> ExitCode {
 }
 
 fn serve(args: vigil::server::ServeArgs) -> ExitCode {
+    // Each connection is a file descriptor; use all the kernel allows rather than the soft default.
+    let raised = rlimit::increase_nofile_limit(u64::MAX);
     // Operational logs are JSON on stderr; stdout carries only alert records.
     tracing_subscriber::fmt()
         .json()
@@ -28,6 +30,10 @@ fn serve(args: vigil::server::ServeArgs) -> ExitCode {
                 .unwrap_or_else(|_| "info".into()),
         )
         .init();
+    match raised {
+        Ok(limit) => tracing::debug!(limit, "open file limit"),
+        Err(e) => tracing::warn!(error = %e, "cannot raise the open file limit"),
+    }
     if rustls::crypto::ring::default_provider()
         .install_default()
         .is_err()

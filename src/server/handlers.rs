@@ -133,6 +133,16 @@ fn is_json(value: Option<&HeaderValue>) -> bool {
 
 async fn review_handler(app: Arc<App>, request: Request, endpoint: Endpoint) -> Response {
     let started = Instant::now();
+    // Shed load rather than queue without bound: the API server retries another replica or applies the
+    // failurePolicy, either of which beats a review that waits past its timeout.
+    let Ok(_permit) = app.in_flight.clone().try_acquire_owned() else {
+        return refuse(
+            &app,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "overloaded",
+            "too many reviews in flight; try again",
+        );
+    };
     let (parts, body) = request.into_parts();
     if !is_json(parts.headers.get(header::CONTENT_TYPE)) {
         return refuse(

@@ -186,6 +186,7 @@ pub async fn serve_tls(
     acceptor: TlsAcceptor,
     router: Router,
     timeouts: Timeouts,
+    max_connections: usize,
     mut stop: watch::Receiver<bool>,
     on_bad: OnBadConnection,
 ) -> Arc<ConnectionCount> {
@@ -203,6 +204,12 @@ pub async fn serve_tls(
             },
             _ = stopped(&mut stop) => break,
         };
+        if count.open() >= max_connections {
+            // Closed at once: a flood of connections must not starve the ones already served.
+            on_bad("connection-limit");
+            drop(stream);
+            continue;
+        }
         count.open.fetch_add(1, Ordering::AcqRel);
         let guard = Guard(count.clone());
         let (acceptor, router, stop, on_bad) = (

@@ -61,6 +61,13 @@ pub struct ServeArgs {
     pub policy_configmap: ConfigMapRef,
     #[command(flatten)]
     pub registry: RegistryArgs,
+    /// The most reviews handled at once; beyond it a review is refused at once with 503 (load shedding)
+    /// instead of queueing without bound.
+    #[arg(long, env = "VIGIL_MAX_IN_FLIGHT", default_value_t = 1024)]
+    pub max_in_flight: usize,
+    /// The most open connections on the webhook port; a connection beyond it is closed at once.
+    #[arg(long, env = "VIGIL_MAX_CONNECTIONS", default_value_t = 10_000)]
+    pub max_connections: usize,
     /// How long a client may take to send its request headers once it has started; a slower one is cut off.
     #[arg(long, env = "VIGIL_HEADER_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
     pub header_timeout: Duration,
@@ -151,6 +158,8 @@ pub struct App {
     pub policy_configmap: ConfigMapRef,
     /// Registry look-ups, for the registry rules.
     pub resolver: Arc<Resolver>,
+    /// Permits for reviews in flight (`--max-in-flight`).
+    pub in_flight: Arc<tokio::sync::Semaphore>,
 }
 
 impl App {
@@ -279,6 +288,7 @@ pub async fn start_with(args: ServeArgs, alerts: AlertSink) -> Result<Running, S
         alerts,
         policy_configmap: args.policy_configmap.clone(),
         resolver: Arc::new(resolver),
+        in_flight: Arc::new(tokio::sync::Semaphore::new(args.max_in_flight.max(1))),
     });
     let sources = Sources {
         policy: args.policy.clone(),
@@ -323,6 +333,7 @@ pub async fn start_with(args: ServeArgs, alerts: AlertSink) -> Result<Running, S
         acceptor,
         handlers::webhook_router(app.clone()),
         args.timeouts(),
+        args.max_connections.max(1),
         stop_rx.clone(),
         on_bad,
     ));

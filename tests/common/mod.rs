@@ -106,6 +106,8 @@ pub fn serve_args(cert: &Path, key: &Path) -> ServeArgs {
         reload_interval: Duration::from_millis(200),
         policy_configmap: Default::default(),
         registry: Default::default(),
+        max_in_flight: 1024,
+        max_connections: 10_000,
         header_timeout: Duration::from_secs(10),
         idle_timeout: Duration::from_secs(120),
     }
