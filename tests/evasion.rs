@@ -1,0 +1,866 @@
+//! The evasion table: attempts to get a privileged or untrusted workload past an enforce policy, each sent to
+//! the real server over TLS. Every row must be denied (or, for a body that is not a readable review, refused
+//! with a 4xx), must leave the server answering, and must be answered quickly.
+//!
+//! Times are printed (`cargo test --test evasion -- --nocapture`), not asserted: tests assert behaviour, not
+//! timings. The only bound asserted is a generous one, far above the 100 ms budget, that catches a stall.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{Server, write};
+use serde_json::{Value, json};
+
+/// Enforce everything of baseline, and trust two registries only.
+const POLICY: &str = "\
+apiVersion: vigil.dev/v1alpha1
+kind: Policy
+mode: enforce
+profile: baseline
+rules:
+  image-registry:
+    mode: enforce
+    allow: [\"registry.corp.example\", \"ghcr.io/corp/*\"]
+";
+
+/// An answer slower than this is a stall, not a slow answer.
+const STALL: Duration = Duration::from_secs(1);
+
+const GOOD_IMAGE: &str = "registry.corp.example/app:1.0";
+
+/// What a row must get.
+#[derive(Debug, Clone, Copy)]
+enum Expect {
+    /// HTTP 200, `allowed: false`, with this `status.code` (403 for a rule, 400 for an unreadable object).
+    Denied(u16),
+    /// HTTP 200 and `allowed: false`, whatever the code.
+    DeniedAnyCode,
+    /// HTTP 200 with `allowed: false`, or a 4xx: either keeps the workload out.
+    DeniedOrRefused,
+}
+
+struct Row {
+    name: &'static str,
+    body: Vec<u8>,
+    expect: Expect,
+}
+
+fn row(name: &'static str, body: impl Into<Vec<u8>>, expect: Expect) -> Row {
+    Row {
+        name,
+        body: body.into(),
+        expect,
+    }
+}
+
+/// A review envelope around `object`.
+fn review_of(group: &str, kind: &str, operation: &str, object: Value) -> Value {
+    json!({
+        "apiVersion": "admission.k8s.io/v1",
+        "kind": "AdmissionReview",
+        "request": {
+            "uid": "evasion-1",
+            "kind": {"group": group, "version": "v1", "kind": kind},
+            "resource": {"group": group, "version": "v1", "resource": "things"},
+            "name": "x",
+            "namespace": "team-a",
+            "operation": operation,
+            "userInfo": {"username": "mallory", "groups": ["system:authenticated"]},
+            "object": object,
+            "oldObject": null,
+            "dryRun": false
+        }
+    })
+}
+
+fn pod_review(spec: Value) -> Value {
+    review_of(
+        "",
+        "Pod",
+        "CREATE",
+        json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "x", "namespace": "team-a"}, "spec": spec}),
+    )
+}
+
+fn container(name: &str, image: &str, privileged: bool) -> Value {
+    let mut c = json!({"name": name, "image": image});
+    if privileged {
+        c["securityContext"] = json!({"privileged": true});
+    }
+    c
+}
+
+/// A pod whose only container runs `image`, unprivileged: only the registry rule can deny it.
+fn image_review(image: &str) -> Value {
+    pod_review(json!({"containers": [container("app", image, false)]}))
+}
+
+fn privileged_spec() -> Value {
+    json!({"containers": [container("app", GOOD_IMAGE, true)]})
+}
+
+fn cronjob(spec: Value) -> Value {
+    json!({"apiVersion": "batch/v1", "kind": "CronJob", "metadata": {"name": "c", "namespace": "team-a"},
+           "spec": {"schedule": "* * * * *", "jobTemplate": {"spec": {"template": {"spec": spec}}}}})
+}
+
+fn body(v: &Value) -> Vec<u8> {
+    v.to_string().into_bytes()
+}
+
+/// Serializes `v` and then rewrites its text: for what serde_json cannot produce (duplicate keys, escapes).
+fn rewritten(v: &Value, from: &str, to: &str) -> Vec<u8> {
+    let text = v.to_string();
+    assert!(text.contains(from), "{from} not in the body");
+    text.replacen(from, to, 1).into_bytes()
+}
+
+fn rows() -> Vec<Row> {
+    use Expect::*;
+    let unprivileged = json!({"containers": [{"name": "app", "image": GOOD_IMAGE, "securityContext": {"privileged": false}}]});
+    let mut rows = vec![
+        // Duplicate keys. The API server's Go decoder keeps the last value, but a review carrying duplicates
+        // cannot come from a real API server: it decodes the object into its typed form and serialises it
+        // again, so each key appears once. Vigil's decoder rejects duplicates and denies the review in-band
+        // (code 400). That is at least as strict as judging the last value, whichever order they come in.
+        row(
+            "duplicate key: privileged false then true",
+            rewritten(
+                &pod_review(unprivileged.clone()),
+                r#""privileged":false"#,
+                r#""privileged":false,"privileged":true"#,
+            ),
+            Denied(400),
+        ),
+        row(
+            "duplicate key: privileged true then false",
+            rewritten(
+                &pod_review(unprivileged.clone()),
+                r#""privileged":false"#,
+                r#""privileged":true,"privileged":false"#,
+            ),
+            Denied(400),
+        ),
+        row(
+            "duplicate key: a second securityContext",
+            rewritten(
+                &pod_review(unprivileged.clone()),
+                r#""securityContext":{"privileged":false}"#,
+                r#""securityContext":{"privileged":true},"securityContext":{"privileged":false}"#,
+            ),
+            Denied(400),
+        ),
+        row(
+            "duplicate key: a second containers list",
+            rewritten(
+                &pod_review(unprivileged.clone()),
+                r#""containers":["#,
+                r#""containers":[{"name":"evil","image":"registry.corp.example/x:1","securityContext":{"privileged":true}}],"containers":["#,
+            ),
+            Denied(400),
+        ),
+        row(
+            "duplicate key: a second spec",
+            rewritten(
+                &pod_review(unprivileged.clone()),
+                r#""spec":{"#,
+                r#""spec":{"containers":[{"name":"evil","image":"registry.corp.example/x:1","securityContext":{"privileged":true}}]},"spec":{"#,
+            ),
+            Denied(400),
+        ),
+        row(
+            "escaped key: \"privil\\u0065ged\": true",
+            rewritten(
+                &pod_review(privileged_spec()),
+                r#""privileged":true"#,
+                r#""privil\u0065ged":true"#,
+            ),
+            Denied(403),
+        ),
+        row(
+            "escaped kind: \"P\\u006fd\"",
+            rewritten(
+                &pod_review(privileged_spec()),
+                r#""kind":"Pod""#,
+                r#""kind":"P\u006fd""#,
+            ),
+            Denied(403),
+        ),
+        // Privileged outside `containers`.
+        row(
+            "privileged init container only",
+            body(&pod_review(
+                json!({"initContainers": [container("init", GOOD_IMAGE, true)],
+                                    "containers": [container("app", GOOD_IMAGE, false)]}),
+            )),
+            Denied(403),
+        ),
+        row(
+            "privileged ephemeral container only",
+            body(&pod_review(
+                json!({"containers": [container("app", GOOD_IMAGE, false)],
+                                    "ephemeralContainers": [container("debug", GOOD_IMAGE, true)]}),
+            )),
+            Denied(403),
+        ),
+        row(
+            "privileged ephemeral container through pods/ephemeralcontainers",
+            {
+                let mut r = pod_review(json!({"containers": [container("app", GOOD_IMAGE, false)],
+                                          "ephemeralContainers": [container("debug", GOOD_IMAGE, true)]}));
+                r["request"]["operation"] = json!("UPDATE");
+                r["request"]["subResource"] = json!("ephemeralcontainers");
+                r["request"]["oldObject"] = r["request"]["object"].clone();
+                r["request"]["oldObject"]["spec"]["ephemeralContainers"] = json!([]);
+                body(&r)
+            },
+            Denied(403),
+        ),
+        row(
+            "privileged container in a CronJob's init containers",
+            body(&review_of(
+                "batch",
+                "CronJob",
+                "CREATE",
+                cronjob(json!({
+                "initContainers": [container("init", GOOD_IMAGE, true)],
+                "containers": [container("app", GOOD_IMAGE, false)]})),
+            )),
+            Denied(403),
+        ),
+        row(
+            "UPDATE whose old object does not decode",
+            {
+                let mut r = pod_review(privileged_spec());
+                r["request"]["operation"] = json!("UPDATE");
+                r["request"]["oldObject"] = json!({"spec": {"containers": "not a list"}});
+                body(&r)
+            },
+            Denied(403),
+        ),
+        row(
+            "UPDATE whose old object claims the same privileged container under another spec",
+            {
+                let mut r = pod_review(privileged_spec());
+                r["request"]["operation"] = json!("UPDATE");
+                r["request"]["oldObject"] = json!({"metadata": {"name": "x"}, "spec": {"containers": [container("other", GOOD_IMAGE, false)]}});
+                body(&r)
+            },
+            Denied(403),
+        ),
+        // Case variants of kinds.
+        row(
+            "kind \"pod\"",
+            rewritten(
+                &pod_review(privileged_spec()),
+                r#""kind":"Pod""#,
+                r#""kind":"pod""#,
+            ),
+            Denied(403),
+        ),
+        row(
+            "kind \"POD\"",
+            rewritten(
+                &pod_review(privileged_spec()),
+                r#""kind":"Pod""#,
+                r#""kind":"POD""#,
+            ),
+            Denied(403),
+        ),
+        row(
+            "kind \"cronJob\"",
+            body(&review_of(
+                "batch",
+                "cronJob",
+                "CREATE",
+                cronjob(privileged_spec()),
+            )),
+            Denied(403),
+        ),
+        row(
+            "kind \"DEPLOYMENT\" in the legacy extensions group",
+            body(&review_of(
+                "extensions",
+                "DEPLOYMENT",
+                "CREATE",
+                json!({"metadata": {"name": "d"},
+                "spec": {"template": {"spec": privileged_spec()}}}),
+            )),
+            Denied(403),
+        ),
+        row(
+            "operation \"create\" in lower case",
+            {
+                let mut r = pod_review(privileged_spec());
+                r["request"]["operation"] = json!("create");
+                body(&r)
+            },
+            Denied(400),
+        ),
+        // Images outside the allow list, dressed up.
+        row(
+            "look-alike registry: \u{0261}hcr.io (Latin script g)",
+            body(&image_review("\u{0261}hcr.io/corp/x:1")),
+            Denied(403),
+        ),
+        row(
+            "look-alike registry: ghcr.i\u{043e} (Cyrillic o)",
+            body(&image_review("ghcr.i\u{043e}/corp/x:1")),
+            Denied(403),
+        ),
+        row(
+            "look-alike registry: registry.corp.exampl\u{0435} (Cyrillic e)",
+            body(&image_review("registry.corp.exampl\u{0435}/x:1")),
+            Denied(403),
+        ),
+        row(
+            "look-alike registry: fullwidth \u{ff47}hcr.io",
+            body(&image_review("\u{ff47}hcr.io/corp/x:1")),
+            Denied(403),
+        ),
+        row(
+            "look-alike registry: punycode xn--hcr-...",
+            body(&image_review("xn--hcr-8cd.io/corp/x:1")),
+            Denied(403),
+        ),
+        row(
+            "look-alike path: ghcr.io/c\u{043e}rp/x",
+            body(&image_review("ghcr.io/c\u{043e}rp/x:1")),
+            Denied(403),
+        ),
+        row(
+            "zero-width space in the registry",
+            body(&image_review("ghcr.io\u{200b}/corp/x:1")),
+            Denied(403),
+        ),
+        row(
+            "registry with a trailing dot",
+            body(&image_review("registry.corp.example./x:1")),
+            Denied(403),
+        ),
+        row(
+            "registry as a longer domain",
+            body(&image_review("registry.corp.example.evil.io/x:1")),
+            Denied(403),
+        ),
+        row(
+            "registry glued to a prefix",
+            body(&image_review("evilregistry.corp.example/x:1")),
+            Denied(403),
+        ),
+        row(
+            "registry with :443",
+            body(&image_review("registry.corp.example:443/x:1")),
+            Denied(403),
+        ),
+        row(
+            "registry with :0443",
+            body(&image_review("registry.corp.example:0443/x:1")),
+            Denied(403),
+        ),
+        row(
+            "image docker.io/library/../x",
+            body(&image_review("docker.io/library/../x")),
+            Denied(403),
+        ),
+        row(
+            "image ghcr.io/corp/../../evil/x",
+            body(&image_review("ghcr.io/corp/../../evil/x")),
+            Denied(403),
+        ),
+        row(
+            "image ghcr.io/corp/./x",
+            body(&image_review("ghcr.io/corp/./x")),
+            Denied(403),
+        ),
+        row(
+            "image ghcr.io/corporate/x (no / boundary)",
+            body(&image_review("ghcr.io/corporate/x:1")),
+            Denied(403),
+        ),
+        row(
+            "image ghcr.io//corp/x",
+            body(&image_review("ghcr.io//corp/x:1")),
+            Denied(403),
+        ),
+        row(
+            "image with userinfo: registry.corp.example@evil.io/x",
+            body(&image_review("registry.corp.example@evil.io/x")),
+            Denied(403),
+        ),
+        row(
+            "image URL: https://registry.corp.example/x",
+            body(&image_review("https://registry.corp.example/x:1")),
+            Denied(403),
+        ),
+        row(
+            "image with a leading space",
+            body(&image_review(" registry.corp.example/x:1")),
+            Denied(403),
+        ),
+        row(
+            "image with a trailing newline",
+            body(&image_review("registry.corp.example/x:1\n")),
+            Denied(403),
+        ),
+        row(
+            "image with a NUL byte",
+            body(&image_review("registry.corp.example/x:1\u{0}evil.io/y")),
+            Denied(403),
+        ),
+        row(
+            "image with an upper-case digest",
+            body(&image_review(
+                "ghcr.io/corp/x@sha256:E6693C20186F837FC393390135D8A598A96A833917917789D63766CAB6C59582",
+            )),
+            Denied(403),
+        ),
+        row(
+            "bare name (docker.io/library)",
+            body(&image_review("nginx")),
+            Denied(403),
+        ),
+        row("empty image", body(&image_review("")), Denied(403)),
+        row(
+            "no image at all",
+            body(&pod_review(json!({"containers": [{"name": "app"}]}))),
+            Denied(403),
+        ),
+        row(
+            "image null",
+            body(&pod_review(
+                json!({"containers": [{"name": "app", "image": null}]}),
+            )),
+            Denied(403),
+        ),
+        // Sizes.
+        row(
+            "100 KB image string",
+            body(&image_review(&format!(
+                "registry.corp.example/{}",
+                "a".repeat(100 * 1024)
+            ))),
+            Denied(403),
+        ),
+        row(
+            "1 MB container name on a privileged container",
+            body(&pod_review(
+                json!({"containers": [container(&"n".repeat(1024 * 1024), GOOD_IMAGE, true)]}),
+            )),
+            Denied(403),
+        ),
+        row(
+            "10,000 containers, the last one privileged",
+            body(&pod_review(json!({"containers": (0..10_000)
+                .map(|i| container(&format!("c{i}"), GOOD_IMAGE, i == 9_999))
+                .collect::<Vec<_>>()}))),
+            Denied(403),
+        ),
+        row(
+            "10,000 containers, all privileged",
+            body(&pod_review(json!({"containers": (0..10_000)
+                .map(|i| container(&format!("c{i}"), GOOD_IMAGE, true))
+                .collect::<Vec<_>>()}))),
+            Denied(403),
+        ),
+        // serde_json stops at 128 levels: a deep body is an error, never a stack overflow. An API server never
+        // sends one (it prunes unknown fields of built-in kinds), so a refusal with 400 is safe as well.
+        row(
+            "100,000 nested arrays in an unknown field of the object",
+            rewritten(
+                &pod_review(privileged_spec()),
+                r#""metadata":"#,
+                &format!(
+                    r#""x-nested":{}{},"metadata":"#,
+                    "[".repeat(100_000),
+                    "]".repeat(100_000)
+                ),
+            ),
+            DeniedOrRefused,
+        ),
+        row(
+            "100,000 nested objects in an unknown field of the request",
+            rewritten(
+                &pod_review(privileged_spec()),
+                r#""dryRun":"#,
+                &format!(
+                    r#""x-nested":{}1{},"dryRun":"#,
+                    r#"{"a":"#.repeat(100_000),
+                    "}".repeat(100_000)
+                ),
+            ),
+            DeniedOrRefused,
+        ),
+        // Vigil skips a field it does not read without recursing, so nesting there is no error at all: the
+        // privileged flag beside it is still judged.
+        row(
+            "200 nested arrays in an unknown field beside a privileged flag",
+            rewritten(
+                &pod_review(privileged_spec()),
+                r#""name":"app""#,
+                &format!(
+                    r#""name":"app","args":{}{}"#,
+                    "[".repeat(200),
+                    "]".repeat(200)
+                ),
+            ),
+            Denied(403),
+        ),
+        // Wrong types.
+        row(
+            "number as image",
+            body(&pod_review(
+                json!({"containers": [{"name": "app", "image": 5}]}),
+            )),
+            Denied(400),
+        ),
+        row(
+            "number as container name",
+            body(&pod_review(
+                json!({"containers": [{"name": 5, "image": GOOD_IMAGE,
+            "securityContext": {"privileged": true}}]}),
+            )),
+            Denied(400),
+        ),
+        row(
+            "string \"true\" as privileged",
+            body(&pod_review(
+                json!({"containers": [{"name": "app", "image": GOOD_IMAGE,
+            "securityContext": {"privileged": "true"}}]}),
+            )),
+            Denied(400),
+        ),
+        row(
+            "number 1 as privileged",
+            body(&pod_review(
+                json!({"containers": [{"name": "app", "image": GOOD_IMAGE,
+            "securityContext": {"privileged": 1}}]}),
+            )),
+            Denied(400),
+        ),
+        row(
+            "string \"yes\" as hostPID",
+            body(&pod_review(json!({"hostPID": "yes",
+            "containers": [container("app", GOOD_IMAGE, false)]}))),
+            Denied(400),
+        ),
+        row(
+            "1e400 as hostPort",
+            rewritten(
+                &pod_review(json!({"containers": [{"name": "app", "image": GOOD_IMAGE,
+            "ports": [{"containerPort": 80, "hostPort": 1}]}]})),
+                r#""hostPort":1"#,
+                r#""hostPort":1e400"#,
+            ),
+            Denied(400),
+        ),
+        row(
+            "object given as a JSON string",
+            {
+                let mut r = pod_review(privileged_spec());
+                r["request"]["object"] = json!(r["request"]["object"].to_string());
+                body(&r)
+            },
+            Denied(400),
+        ),
+        row(
+            "containers given as an object",
+            body(&pod_review(
+                json!({"containers": {"app": container("app", GOOD_IMAGE, true)}}),
+            )),
+            Denied(400),
+        ),
+        row(
+            "kind group null",
+            {
+                let mut r = pod_review(privileged_spec());
+                r["request"]["kind"]["group"] = Value::Null;
+                body(&r)
+            },
+            Denied(400),
+        ),
+        // Nulls.
+        row("spec null", body(&pod_review(Value::Null)), Denied(400)),
+        row(
+            "object null on CREATE",
+            {
+                let mut r = pod_review(privileged_spec());
+                r["request"]["object"] = Value::Null;
+                body(&r)
+            },
+            Denied(400),
+        ),
+        row(
+            "containers null beside a privileged init container",
+            body(&pod_review(json!({"containers": null,
+            "initContainers": [container("init", GOOD_IMAGE, true)]}))),
+            Denied(403),
+        ),
+        row(
+            "securityContext null beside hostPID",
+            body(&pod_review(json!({"hostPID": true,
+            "containers": [{"name": "app", "image": GOOD_IMAGE, "securityContext": null}]}))),
+            Denied(403),
+        ),
+        row(
+            "CronJob with jobTemplate null",
+            body(&review_of(
+                "batch",
+                "CronJob",
+                "CREATE",
+                json!({"metadata": {"name": "c"}, "spec": {"jobTemplate": null}}),
+            )),
+            Denied(400),
+        ),
+        row(
+            "Deployment with template null",
+            body(&review_of(
+                "apps",
+                "Deployment",
+                "CREATE",
+                json!({"metadata": {"name": "d"}, "spec": {"template": null}}),
+            )),
+            Denied(400),
+        ),
+        // Bodies that are not readable reviews: refused, never admitted.
+        row(
+            "UTF-8 byte order mark before the body",
+            [&b"\xef\xbb\xbf"[..], &body(&pod_review(privileged_spec()))].concat(),
+            DeniedOrRefused,
+        ),
+        row(
+            "two reviews back to back",
+            [
+                body(&pod_review(
+                    json!({"containers": [container("app", GOOD_IMAGE, false)]}),
+                )),
+                body(&pod_review(privileged_spec())),
+            ]
+            .concat(),
+            DeniedOrRefused,
+        ),
+        row(
+            "body cut short",
+            {
+                let b = body(&pod_review(privileged_spec()));
+                b[..b.len() - 5].to_vec()
+            },
+            DeniedOrRefused,
+        ),
+        row(
+            "invalid UTF-8 in a string",
+            {
+                let text = body(&pod_review(privileged_spec()));
+                let at = text
+                    .windows(12)
+                    .position(|w| w == br#""name":"app""#)
+                    .unwrap()
+                    + 11;
+                [&text[..at], &b"\xff"[..], &text[at..]].concat()
+            },
+            DeniedOrRefused,
+        ),
+    ];
+    // Every covered kind, privileged.
+    for (group, kind, object) in [
+        (
+            "apps",
+            "Deployment",
+            json!({"spec": {"template": {"spec": privileged_spec()}}}),
+        ),
+        (
+            "apps",
+            "StatefulSet",
+            json!({"spec": {"template": {"spec": privileged_spec()}}}),
+        ),
+        (
+            "apps",
+            "DaemonSet",
+            json!({"spec": {"template": {"spec": privileged_spec()}}}),
+        ),
+        (
+            "apps",
+            "ReplicaSet",
+            json!({"spec": {"template": {"spec": privileged_spec()}}}),
+        ),
+        (
+            "batch",
+            "Job",
+            json!({"spec": {"template": {"spec": privileged_spec()}}}),
+        ),
+        (
+            "",
+            "ReplicationController",
+            json!({"spec": {"template": {"spec": privileged_spec()}}}),
+        ),
+        (
+            "",
+            "PodTemplate",
+            json!({"template": {"spec": privileged_spec()}}),
+        ),
+    ] {
+        rows.push(Row {
+            name: kind,
+            body: body(&review_of(group, kind, "CREATE", object)),
+            expect: DeniedAnyCode,
+        });
+    }
+    rows
+}
+
+/// A review of a `List` holding workloads. The API server never sends one (a List is split by the client),
+/// but a review that holds a workload must never admit it unjudged.
+fn list_rows() -> Vec<Row> {
+    use Expect::*;
+    let list = |items: Vec<Value>| {
+        review_of(
+            "",
+            "List",
+            "CREATE",
+            json!({"apiVersion": "v1", "kind": "List", "items": items}),
+        )
+    };
+    vec![
+        row(
+            "CronJob inside a List",
+            body(&list(vec![cronjob(privileged_spec())])),
+            DeniedAnyCode,
+        ),
+        row(
+            "privileged Pod inside a List",
+            body(&list(vec![
+                json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"}, "spec": privileged_spec()}),
+            ])),
+            DeniedAnyCode,
+        ),
+        row(
+            "untrusted image inside a PodList",
+            {
+                let mut r = list(vec![
+                    json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"},
+                "spec": {"containers": [container("app", "evil.example/x:1", false)]}}),
+                ]);
+                r["request"]["kind"]["kind"] = json!("PodList");
+                body(&r)
+            },
+            DeniedAnyCode,
+        ),
+    ]
+}
+
+/// A review that must be admitted: the server is still answering properly.
+fn clean_review() -> String {
+    let mut r = image_review(GOOD_IMAGE);
+    r["request"]["uid"] = json!("still-alive");
+    r.to_string()
+}
+
+/// Sends every row; returns the failures. Prints each row's time.
+async fn run(server: &Server, rows: Vec<Row>) -> Vec<String> {
+    let mut failures = Vec::new();
+    let mut times = Vec::new();
+    for row in rows {
+        let mut client = server.client().await;
+        let started = Instant::now();
+        let reply = client
+            .send("POST", "/validate", Some("application/json"), &row.body)
+            .await;
+        let took = started.elapsed();
+        times.push((row.name, took));
+        eprintln!(
+            "{:>8.2} ms  {:>8} B in  {:>8} B out  {:<14}  {}",
+            took.as_secs_f64() * 1e3,
+            row.body.len(),
+            reply.as_ref().map_or(0, |r| r.body.len()),
+            reply
+                .as_ref()
+                .map_or_else(|e| format!("error {e}"), outcome),
+            row.name
+        );
+        let verdict = match reply {
+            Err(e) => Err(format!("no answer: {e}")),
+            Ok(reply) => judge(&reply, row.expect),
+        };
+        if let Err(why) = verdict {
+            failures.push(format!("{}: {why}", row.name));
+        }
+        if took > STALL {
+            failures.push(format!("{}: took {took:?}", row.name));
+        }
+        // The server still answers, and admits what it should.
+        let mut probe = server.client().await;
+        let alive = probe.review("/validate", &clean_review()).await;
+        let alive = alive.json();
+        if alive["response"]["uid"] != "still-alive" || alive["response"]["allowed"] != true {
+            failures.push(format!(
+                "{}: the server stopped answering properly: {alive}",
+                row.name
+            ));
+        }
+    }
+    if let Some((name, slowest)) = times.iter().max_by_key(|(_, t)| *t) {
+        eprintln!("slowest: {name}, {:.2} ms", slowest.as_secs_f64() * 1e3);
+    }
+    failures
+}
+
+/// How a reply reads, for the printed table: `denied 403`, `ADMITTED`, `HTTP 400`.
+fn outcome(reply: &common::Reply) -> String {
+    if reply.status != 200 {
+        return format!("HTTP {}", reply.status);
+    }
+    let answer: Value = serde_json::from_str(&reply.body).unwrap_or_default();
+    match answer["response"]["allowed"].as_bool() {
+        Some(true) => "ADMITTED".to_owned(),
+        Some(false) => format!("denied {}", answer["response"]["status"]["code"]),
+        None => "unreadable".to_owned(),
+    }
+}
+
+fn judge(reply: &common::Reply, expect: Expect) -> Result<(), String> {
+    let short = |s: &str| s.chars().take(300).collect::<String>();
+    if (400..500).contains(&reply.status) {
+        return match expect {
+            Expect::DeniedOrRefused => Ok(()),
+            _ => Err(format!("HTTP {}: {}", reply.status, short(&reply.body))),
+        };
+    }
+    if reply.status != 200 {
+        return Err(format!("HTTP {}: {}", reply.status, short(&reply.body)));
+    }
+    let answer: Value = serde_json::from_str(&reply.body).map_err(|e| format!("not JSON: {e}"))?;
+    let response = &answer["response"];
+    if response["uid"] != "evasion-1" {
+        return Err(format!("uid not echoed: {}", short(&response.to_string())));
+    }
+    if response["allowed"] != false {
+        return Err(format!("ADMITTED: {}", short(&response.to_string())));
+    }
+    let code = response["status"]["code"].as_u64();
+    match expect {
+        Expect::Denied(want) if code != Some(u64::from(want)) => Err(format!(
+            "denied with code {code:?}, expected {want}: {}",
+            short(response["status"]["message"].as_str().unwrap_or_default())
+        )),
+        _ => Ok(()),
+    }
+}
+
+async fn start() -> Server {
+    Server::start(|args, dir| args.policy = Some(write(dir, "policy.yaml", POLICY))).await
+}
+
+#[tokio::test]
+async fn every_evasion_attempt_is_denied_quickly_and_the_server_keeps_answering() {
+    let server = start().await;
+    let failures = run(&server, rows()).await;
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[tokio::test]
+async fn workloads_inside_a_list_are_not_admitted_unjudged() {
+    let server = start().await;
+    let failures = run(&server, list_rows()).await;
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
