@@ -1101,7 +1101,9 @@ impl RegistryPattern {
 
     fn host_matches(&self, host: &str) -> bool {
         match &self.host {
-            HostPattern::Exact(want) => host.eq_ignore_ascii_case(want) || ipv6_eq(host, want),
+            HostPattern::Exact(want) => {
+                registry_host(host).eq_ignore_ascii_case(registry_host(want)) || ipv6_eq(host, want)
+            }
             HostPattern::Subdomains(suffix) => {
                 let (h, s) = (host.as_bytes(), suffix.as_bytes());
                 h.len() > s.len() + 1
@@ -1165,6 +1167,19 @@ fn looks_like_name_and_tag(domain_part: &str) -> bool {
         && domain_part
             .split_once(':')
             .is_some_and(|(_, after)| !after.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// The registry a host names, for matching: `index.docker.io` is Docker Hub in any case and with any port.
+///
+/// Upstream maps only the exact, lower-case, port-less `index.docker.io` to `docker.io` when it parses a
+/// reference, but DNS ignores case and Docker Hub answers on 443: without this, `INDEX.DOCKER.IO/x` or
+/// `index.docker.io:443/x` would slip past `deny: [docker.io]`.
+fn registry_host(host: &str) -> &str {
+    if host.eq_ignore_ascii_case(LEGACY_DEFAULT_DOMAIN) {
+        DEFAULT_DOMAIN
+    } else {
+        host
+    }
 }
 
 /// Compares two bracketed IPv6 hosts by address (`[::1]` equals `[0:0::1]`).
@@ -1391,6 +1406,14 @@ mod tests {
             ("docker.io/bitnami/*",         "bitnami/redis",                      true,  true),
             ("docker.io",                   "ghcr.io/corp/app",                   false, false),
             ("docker.io",                   "docker.io.evil.io/library/nginx",    false, false),
+            // index.docker.io is Docker Hub in any case and on any port.
+            ("docker.io",                   "INDEX.DOCKER.IO/evil/x",             true,  true),
+            ("docker.io",                   "index.docker.io:443/evil/x",         false, true),
+            ("docker.io:443",               "index.docker.io:443/evil/x",         true,  true),
+            ("index.docker.io:443",         "docker.io:443/evil/x",               true,  true),
+            ("docker.io",                   "Docker.IO/evil/x",                   true,  true),
+            ("docker.io",                   "index.docker.io.evil.io/x",          false, false),
+            ("*.docker.io",                 "INDEX.DOCKER.IO/evil/x",             true,  true),
             // Digests and tags never take part.
             ("ghcr.io/corp/*",              &digest_ref,                          true,  true),
             ("ghcr.io/corp/app",            &digest_ref,                          true,  true),

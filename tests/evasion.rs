@@ -749,6 +749,48 @@ fn list_rows() -> Vec<Row> {
     ]
 }
 
+/// Under a deny list (no allow list), the registries denied must stay denied whatever their spelling.
+/// (A deny list cannot know every alias of a registry: `registry-1.docker.io` is Docker Hub too. An allow
+/// list is the robust choice; these rows cover the spellings the reference grammar itself allows.)
+const DENY_POLICY: &str = "\
+apiVersion: vigil.dev/v1alpha1
+kind: Policy
+mode: enforce
+profile: baseline
+rules:
+  image-registry:
+    mode: enforce
+    deny: [\"docker.io\", \"evil.example\", \"*.evil.example\"]
+";
+
+fn deny_list_rows() -> Vec<Row> {
+    use Expect::*;
+    [
+        ("bare name: Docker Hub", "attacker/x:1"),
+        ("docker.io in upper case", "DOCKER.IO/attacker/x:1"),
+        (
+            "index.docker.io in upper case",
+            "INDEX.DOCKER.IO/attacker/x:1",
+        ),
+        (
+            "index.docker.io with :443",
+            "index.docker.io:443/attacker/x:1",
+        ),
+        ("docker.io with :443", "docker.io:443/attacker/x:1"),
+        ("denied registry with a port", "evil.example:8443/x:1"),
+        ("denied registry in upper case", "EVIL.EXAMPLE/x:1"),
+        ("subdomain of a denied registry", "a.b.evil.example/x:1"),
+        ("denied registry with a trailing dot", "evil.example./x:1"),
+        (
+            "denied registry as an IPv6-looking host",
+            "[evil.example]/x:1",
+        ),
+    ]
+    .into_iter()
+    .map(|(name, image)| row(name, body(&image_review(image)), Denied(403)))
+    .collect()
+}
+
 /// A review that must be admitted: the server is still answering properly.
 fn clean_review() -> String {
     let mut r = image_review(GOOD_IMAGE);
@@ -848,7 +890,11 @@ fn judge(reply: &common::Reply, expect: Expect) -> Result<(), String> {
 }
 
 async fn start() -> Server {
-    Server::start(|args, dir| args.policy = Some(write(dir, "policy.yaml", POLICY))).await
+    start_with(POLICY).await
+}
+
+async fn start_with(policy: &'static str) -> Server {
+    Server::start(|args, dir| args.policy = Some(write(dir, "policy.yaml", policy))).await
 }
 
 #[tokio::test]
@@ -862,5 +908,12 @@ async fn every_evasion_attempt_is_denied_quickly_and_the_server_keeps_answering(
 async fn workloads_inside_a_list_are_not_admitted_unjudged() {
     let server = start().await;
     let failures = run(&server, list_rows()).await;
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[tokio::test]
+async fn a_deny_list_holds_whatever_the_spelling_of_the_registry() {
+    let server = start_with(DENY_POLICY).await;
+    let failures = run(&server, deny_list_rows()).await;
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }

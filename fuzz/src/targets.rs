@@ -403,7 +403,15 @@ fn same_host(a: &str, b: &str) -> bool {
             .parse::<std::net::Ipv6Addr>()
             .ok()
     };
-    a.eq_ignore_ascii_case(b) || matches!((v6(a), v6(b)), (Some(x), Some(y)) if x == y)
+    // index.docker.io is Docker Hub, docker.io, in any case and on any port (the one alias DESIGN names).
+    let hub = |h: &str| {
+        if h.eq_ignore_ascii_case("index.docker.io") {
+            "docker.io".to_owned()
+        } else {
+            h.to_ascii_lowercase()
+        }
+    };
+    hub(a) == hub(b) || matches!((v6(a), v6(b)), (Some(x), Some(y)) if x == y)
 }
 
 /// A match implies the image is of the pattern's registry: same host (or a proper subdomain for
