@@ -13,6 +13,8 @@ use vigil::workload::{Workload, WorkloadKind};
 const REVIEW: &str = include_str!(
     "../tests/data/admissionreview/real/deployment-create.minikube.kubewarden-echo.json"
 );
+/// A 23 KiB Pod with 10 containers, as `bench/bench.py` generates it.
+const POD10: &str = include_str!("data/review-pod-10-containers.json");
 
 const POLICY: &str = r#"
 apiVersion: vigil.dev/v1alpha1
@@ -69,6 +71,20 @@ fn benches(c: &mut Criterion) {
                 admission::review(
                     &policy,
                     black_box(REVIEW.as_bytes()),
+                    now,
+                    Endpoint::Validate,
+                    &configmap,
+                )
+                .unwrap(),
+            )
+        })
+    });
+    c.bench_function("review 10-container pod admissionreview", |b| {
+        b.iter(|| {
+            black_box(
+                admission::review(
+                    &policy,
+                    black_box(POD10.as_bytes()),
                     now,
                     Endpoint::Validate,
                     &configmap,

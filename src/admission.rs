@@ -20,7 +20,7 @@ use crate::policy::Policy;
 use crate::policy::edit;
 use crate::registry::RegistryFacts;
 use crate::rules::RuleId;
-use crate::workload::{Workload, WorkloadKind};
+use crate::workload::{DecodeError, Workload, WorkloadKind, WorkloadSeed};
 
 /// The only AdmissionReview version Vigil speaks.
 pub const API_VERSION: &str = "admission.k8s.io/v1";
@@ -83,7 +83,19 @@ struct UserInfo {
     groups: Option<Vec<String>>,
 }
 
-#[derive(Deserialize)]
+/// An object in a review: raw JSON (read as its kind later), or already decoded on the way (the fast path).
+enum ObjectValue<'a> {
+    Raw(&'a RawValue),
+    Decoded(Result<Workload, DecodeError>),
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for ObjectValue<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        <&'a RawValue>::deserialize(d).map(ObjectValue::Raw)
+    }
+}
+
+#[derive(Deserialize, Default)]
 #[serde(rename_all = "camelCase")]
 struct RequestEnvelope<'a> {
     #[serde(borrow, default)]
@@ -101,11 +113,107 @@ struct RequestEnvelope<'a> {
     #[serde(default)]
     user_info: Option<UserInfo>,
     #[serde(borrow, default)]
-    object: Option<&'a RawValue>,
+    object: Option<ObjectValue<'a>>,
     #[serde(borrow, default)]
-    old_object: Option<&'a RawValue>,
+    old_object: Option<ObjectValue<'a>>,
     #[serde(default)]
     dry_run: Option<bool>,
+}
+
+/// The envelope read in one pass: when the request's `kind` comes before its objects, as the API server
+/// writes it, the objects are decoded as that kind on the way instead of being scanned twice. Anything
+/// unusual (an error anywhere, objects before the kind) is left to the plain `Envelope`, which reports
+/// errors with their paths.
+struct FastEnvelope<'a>(Envelope<'a>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for FastEnvelope<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct EnvelopeVisitor;
+        impl<'de> serde::de::Visitor<'de> for EnvelopeVisitor {
+            type Value = FastEnvelope<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an AdmissionReview")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<Self::Value, A::Error> {
+                let mut envelope = Envelope {
+                    api_version: None,
+                    kind: None,
+                    request: None,
+                };
+                while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+                    match key.as_ref() {
+                        "apiVersion" => envelope.api_version = map.next_value()?,
+                        "kind" => envelope.kind = map.next_value()?,
+                        "request" => {
+                            envelope.request =
+                                map.next_value::<Option<FastRequest<'de>>>()?.map(|r| r.0)
+                        }
+                        _ => {
+                            map.next_value::<serde::de::IgnoredAny>()?;
+                        }
+                    }
+                }
+                Ok(FastEnvelope(envelope))
+            }
+        }
+        d.deserialize_map(EnvelopeVisitor)
+    }
+}
+
+struct FastRequest<'a>(RequestEnvelope<'a>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for FastRequest<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct RequestVisitor;
+        impl<'de> serde::de::Visitor<'de> for RequestVisitor {
+            type Value = FastRequest<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an AdmissionRequest")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<Self::Value, A::Error> {
+                let mut r = RequestEnvelope::default();
+                let object = |map: &mut A,
+                              r: &RequestEnvelope<'de>|
+                 -> Result<Option<ObjectValue<'de>>, A::Error> {
+                    let covered = r
+                        .kind
+                        .as_ref()
+                        .and_then(|k| WorkloadKind::from_group_kind(&k.group, &k.kind));
+                    match covered {
+                        Some(kind) => Ok(map
+                            .next_value_seed(WorkloadSeed(kind))?
+                            .map(ObjectValue::Decoded)),
+                        None => map.next_value(),
+                    }
+                };
+                while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+                    match key.as_ref() {
+                        "uid" => r.uid = map.next_value()?,
+                        "kind" => r.kind = map.next_value()?,
+                        "subResource" => r.sub_resource = map.next_value()?,
+                        "name" => r.name = map.next_value()?,
+                        "namespace" => r.namespace = map.next_value()?,
+                        "operation" => r.operation = map.next_value()?,
+                        "userInfo" => r.user_info = map.next_value()?,
+                        "dryRun" => r.dry_run = map.next_value()?,
+                        "object" => r.object = object(&mut map, &r)?,
+                        "oldObject" => r.old_object = object(&mut map, &r)?,
+                        _ => {
+                            map.next_value::<serde::de::IgnoredAny>()?;
+                        }
+                    }
+                }
+                Ok(FastRequest(r))
+            }
+        }
+        d.deserialize_map(RequestVisitor)
+    }
 }
 
 /// The least a body must hold to be answered in-band: the envelope and the request's uid.
@@ -329,9 +437,12 @@ pub fn prepare<'a>(
     endpoint: Endpoint,
     policy_configmap: &ConfigMapRef,
 ) -> Result<Prepared<'a>, ReviewError> {
-    let envelope: Envelope<'_> = match serde_json::from_slice(body) {
-        Ok(e) => e,
-        Err(e) => return readable_but_broken(body, e).map(Prepared::Answered),
+    let envelope: Envelope<'_> = match serde_json::from_slice::<FastEnvelope<'_>>(body) {
+        Ok(fast) => fast.0,
+        Err(_) => match serde_json::from_slice(body) {
+            Ok(e) => e,
+            Err(e) => return readable_but_broken(body, e, endpoint).map(Prepared::Answered),
+        },
     };
     check_envelope(envelope.api_version.as_deref(), envelope.kind.as_deref())?;
     let request = envelope.request.ok_or(ReviewError::NoRequest)?;
@@ -350,8 +461,13 @@ pub fn prepare<'a>(
 }
 
 /// A body that failed the typed decode: if the envelope and the uid can still be read, the review is
-/// answered in-band with a denial; otherwise it is not a readable review.
-fn readable_but_broken(body: &[u8], error: serde_json::Error) -> Result<Reviewed, ReviewError> {
+/// answered in-band, with a denial from `/validate` (and an unchanged object from `/mutate`, which never
+/// denies); otherwise it is not a readable review.
+fn readable_but_broken(
+    body: &[u8],
+    error: serde_json::Error,
+    endpoint: Endpoint,
+) -> Result<Reviewed, ReviewError> {
     if error.is_syntax() || error.is_eof() {
         return Err(ReviewError::NotJson(error.to_string()));
     }
@@ -363,13 +479,19 @@ fn readable_but_broken(body: &[u8], error: serde_json::Error) -> Result<Reviewed
         .uid
         .filter(|u| !u.is_empty())
         .ok_or(ReviewError::NoUid)?;
-    let body = ResponseOut::deny(
-        &uid,
-        400,
-        "BadRequest",
-        format!("vigil could not read the request: {error}"),
-    )
-    .into_body();
+    let (body, decision) = match endpoint {
+        Endpoint::Validate => (
+            ResponseOut::deny(
+                &uid,
+                400,
+                "BadRequest",
+                format!("vigil could not read the request: {error}"),
+            )
+            .into_body(),
+            "denied",
+        ),
+        Endpoint::Mutate => (ResponseOut::allow(&uid).into_body(), "skipped"),
+    };
     Ok(Reviewed {
         body,
         alert: None,
@@ -377,7 +499,7 @@ fn readable_but_broken(body: &[u8], error: serde_json::Error) -> Result<Reviewed
             uid: uid.into_owned(),
             kind: "other",
             operation: "",
-            decision: "denied",
+            decision,
             ..ReviewSummary::default()
         },
     })
@@ -447,7 +569,7 @@ fn read_request<'a>(
             _ => skip(summary),
         };
     }
-    if gvk.is_some_and(|k| is_core_group(&k.group) && k.kind.eq_ignore_ascii_case("List")) {
+    if gvk.is_some_and(|k| is_workload_list(&k.group, &k.kind)) {
         // The API server sends objects one by one, never a List; a List here would carry pods past the
         // rules if it were admitted unread.
         return deny_unreadable(
@@ -475,16 +597,21 @@ fn read_request<'a>(
         Some("ephemeralcontainers") if kind == WorkloadKind::Pod => {}
         Some(_) => return skip(summary),
     }
-    let Some(raw) = request.object else {
-        return deny_unreadable(
-            summary,
-            format!(
-                "vigil could not read the request: {kind} {} has no object",
-                operation.as_str()
-            ),
-        );
+    let mut request = request;
+    let decoded = match request.object.take() {
+        None => {
+            return deny_unreadable(
+                summary,
+                format!(
+                    "vigil could not read the request: {kind} {} has no object",
+                    operation.as_str()
+                ),
+            );
+        }
+        Some(ObjectValue::Decoded(result)) => result,
+        Some(ObjectValue::Raw(raw)) => Workload::from_json(kind, raw.get()),
     };
-    let object = match Workload::from_json(kind, raw.get()) {
+    let object = match decoded {
         Ok(w) => w,
         Err(e) => {
             return deny_unreadable(
@@ -494,9 +621,11 @@ fn read_request<'a>(
         }
     };
     // An old object that does not decode is treated as absent: every violation then counts as new.
-    let old_object = request
-        .old_object
-        .and_then(|raw| Workload::from_json(kind, raw.get()).ok());
+    let old_object = match request.old_object.take() {
+        Some(ObjectValue::Decoded(result)) => result.ok(),
+        Some(ObjectValue::Raw(raw)) => Workload::from_json(kind, raw.get()).ok(),
+        None => None,
+    };
     Prepared::Evaluate(Pending {
         policy,
         endpoint,
@@ -514,6 +643,17 @@ fn read_request<'a>(
 /// The core API group, as the API server writes it (`""`), or as a hand-written review might.
 fn is_core_group(group: &str) -> bool {
     group.is_empty() || group.eq_ignore_ascii_case("core")
+}
+
+/// A list kind (`List`, `PodList`, `DeploymentList`, ...) of a group that holds pod-bearing kinds.
+fn is_workload_list(group: &str, kind: &str) -> bool {
+    let groups = ["apps", "batch", "extensions"];
+    let is_list = kind
+        .len()
+        .checked_sub(4)
+        .and_then(|start| kind.get(start..))
+        .is_some_and(|tail| tail.eq_ignore_ascii_case("list"));
+    is_list && (is_core_group(group) || groups.iter().any(|g| g.eq_ignore_ascii_case(group)))
 }
 
 impl Pending<'_> {
@@ -661,14 +801,19 @@ fn policy_edit(
     policy_configmap: &ConfigMapRef,
     mut summary: ReviewSummary,
 ) -> Reviewed {
-    let old = request.old_object.map(policy_text);
+    let raw = |o: &ObjectValue<'_>| match o {
+        ObjectValue::Raw(raw) => policy_text(raw),
+        ObjectValue::Decoded(_) => Err("the ConfigMap does not decode"),
+    };
+    let old = request.old_object.as_ref().map(raw);
     let old = old.as_ref().map(|r| r.as_deref().map_err(|e| *e));
     let judgement = match operation {
         Operation::Delete => edit::judge_delete(old),
         _ => {
             let new = request
                 .object
-                .map(policy_text)
+                .as_ref()
+                .map(raw)
                 .unwrap_or(Err("the request has no object"));
             edit::judge_write(old, new.as_deref().map_err(|e| *e))
         }

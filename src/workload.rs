@@ -406,6 +406,26 @@ impl<'de> Deserialize<'de> for Volume {
     }
 }
 
+/// Decodes an object of a known kind in place, inside a larger document (the review envelope), so that the
+/// object is read once. `null` gives `None`; a missing pod spec is an `Err` inside, not a decode failure.
+pub struct WorkloadSeed(pub WorkloadKind);
+
+impl<'de> de::DeserializeSeed<'de> for WorkloadSeed {
+    type Value = Option<Result<Workload, DecodeError>>;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        let decoded = match self.0 {
+            WorkloadKind::Pod => Option::<PodObject>::deserialize(d)?.map(Decoded::Pod),
+            WorkloadKind::CronJob => Option::<CronJobObject>::deserialize(d)?.map(Decoded::CronJob),
+            WorkloadKind::PodTemplate => {
+                Option::<PodTemplateObject>::deserialize(d)?.map(Decoded::PodTemplate)
+            }
+            _ => Option::<TemplatedObject>::deserialize(d)?.map(Decoded::Templated),
+        };
+        Ok(decoded.map(|decoded| Workload::assemble(self.0, decoded)))
+    }
+}
+
 /// Why an object could not be read as its kind.
 #[derive(Debug, thiserror::Error)]
 pub enum DecodeError {
@@ -420,9 +440,17 @@ pub enum DecodeError {
 pub struct Workload {
     pub kind: WorkloadKind,
     pub metadata: ObjectMeta,
-    /// For a Pod, the same as `metadata`; for the others, the template's metadata.
-    pub pod_metadata: ObjectMeta,
+    /// The pod template's metadata; `None` for a Pod, whose own metadata is the pod's.
+    template_metadata: Option<ObjectMeta>,
     pub spec: PodSpec,
+}
+
+/// An object of one of the covered kinds, as decoded, before its pod spec is found.
+enum Decoded {
+    Pod(PodObject),
+    CronJob(CronJobObject),
+    PodTemplate(PodTemplateObject),
+    Templated(TemplatedObject),
 }
 
 #[derive(Deserialize)]
@@ -497,20 +525,28 @@ impl Workload {
                 }
             })
         }
+        let decoded = match kind {
+            WorkloadKind::Pod => Decoded::Pod(read(de)?),
+            WorkloadKind::CronJob => Decoded::CronJob(read(de)?),
+            WorkloadKind::PodTemplate => Decoded::PodTemplate(read(de)?),
+            _ => Decoded::Templated(read(de)?),
+        };
+        Self::assemble(kind, decoded)
+    }
+
+    /// Finds the pod spec in a decoded object.
+    fn assemble(kind: WorkloadKind, decoded: Decoded) -> Result<Workload, DecodeError> {
         let missing = || DecodeError::NoPodSpec(kind, kind.spec_path());
-        let (metadata, template) = match kind {
-            WorkloadKind::Pod => {
-                let pod: PodObject = read(de)?;
-                let spec = pod.spec.ok_or_else(missing)?;
+        let (metadata, template) = match decoded {
+            Decoded::Pod(pod) => {
                 return Ok(Workload {
                     kind,
-                    pod_metadata: pod.metadata.clone(),
                     metadata: pod.metadata,
-                    spec,
+                    template_metadata: None,
+                    spec: pod.spec.ok_or_else(missing)?,
                 });
             }
-            WorkloadKind::CronJob => {
-                let cj: CronJobObject = read(de)?;
+            Decoded::CronJob(cj) => {
                 let template = cj
                     .spec
                     .and_then(|s| s.job_template)
@@ -518,34 +554,54 @@ impl Workload {
                     .and_then(|s| s.template);
                 (cj.metadata, template)
             }
-            WorkloadKind::PodTemplate => {
-                let pt: PodTemplateObject = read(de)?;
-                (pt.metadata, pt.template)
-            }
-            _ => {
-                let obj: TemplatedObject = read(de)?;
-                (obj.metadata, obj.spec.and_then(|s| s.template))
-            }
+            Decoded::PodTemplate(pt) => (pt.metadata, pt.template),
+            Decoded::Templated(obj) => (obj.metadata, obj.spec.and_then(|s| s.template)),
         };
         let template = template.ok_or_else(missing)?;
         let spec = template.spec.ok_or_else(missing)?;
         Ok(Workload {
             kind,
             metadata,
-            pod_metadata: template.metadata,
+            template_metadata: Some(template.metadata),
             spec,
         })
     }
 
-    /// Decodes an object from JSON text.
+    /// Decodes an object from JSON text. The review path's fast way: the field path of an error is worked
+    /// out only when there is an error.
     pub fn from_json(kind: WorkloadKind, json: &str) -> Result<Workload, DecodeError> {
-        let mut de = serde_json::Deserializer::from_str(json);
-        let workload = Self::decode(kind, &mut de)?;
-        de.end().map_err(|e| DecodeError::Field {
-            path: "(object)".to_owned(),
-            message: e.to_string(),
-        })?;
-        Ok(workload)
+        let fast = match kind {
+            WorkloadKind::Pod => serde_json::from_str(json).map(Decoded::Pod),
+            WorkloadKind::CronJob => serde_json::from_str(json).map(Decoded::CronJob),
+            WorkloadKind::PodTemplate => serde_json::from_str(json).map(Decoded::PodTemplate),
+            _ => serde_json::from_str(json).map(Decoded::Templated),
+        };
+        match fast {
+            Ok(decoded) => Self::assemble(kind, decoded),
+            Err(first) => {
+                let mut de = serde_json::Deserializer::from_str(json);
+                let located = Self::decode(kind, &mut de).and_then(|w| {
+                    de.end().map(|_| w).map_err(|e| DecodeError::Field {
+                        path: "(object)".to_owned(),
+                        message: e.to_string(),
+                    })
+                });
+                // The second pass finds the path; should it disagree, the first error still stands.
+                match located {
+                    Err(e) => Err(e),
+                    Ok(_) => Err(DecodeError::Field {
+                        path: "(object)".to_owned(),
+                        message: first.to_string(),
+                    }),
+                }
+            }
+        }
+    }
+
+    /// The metadata that carries the pod's annotations: the object's own for a Pod, the template's for the
+    /// others.
+    pub fn pod_metadata(&self) -> &ObjectMeta {
+        self.template_metadata.as_ref().unwrap_or(&self.metadata)
     }
 
     /// Every container of every list, with where it sits.
@@ -659,7 +715,7 @@ mod tests {
             paths,
             ["initContainers[0]", "initContainers[1]", "containers[0]"]
         );
-        assert_eq!(w.pod_metadata.annotation("a"), Some("b"));
+        assert_eq!(w.pod_metadata().annotation("a"), Some("b"));
         assert_eq!(w.spec_path(), "spec.jobTemplate.spec.template.spec");
     }
 

@@ -69,7 +69,7 @@ fn check(pod: &PodView<'_>, _: &CheckContext<'_>, out: &mut Vec<Finding>) {
             ));
         }
     }
-    let Some(annotations) = &pod.workload.pod_metadata.annotations else {
+    let Some(annotations) = &pod.workload.pod_metadata().annotations else {
         return;
     };
     for (key, value) in annotations.range(ANNOTATION_PREFIX.to_owned()..) {
