@@ -84,6 +84,8 @@ struct UserInfo {
 }
 
 /// An object in a review: raw JSON (read as its kind later), or already decoded on the way (the fast path).
+// Two per review at most, moved once: boxing the decoded one would only add an allocation.
+#[allow(clippy::large_enum_variant)]
 enum ObjectValue<'a> {
     Raw(&'a RawValue),
     Decoded(Result<Workload, DecodeError>),
