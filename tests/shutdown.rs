@@ -13,7 +13,8 @@ use std::time::{Duration, Instant};
 use common::{Ca, Client, read_data, write};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-/// Starts `vigil serve` and reads the bound addresses from its "serving" log line.
+/// Starts `vigil serve` and reads the bound addresses from its "serving" log line. Its stdout (the alert
+/// stream) is written to `dir/alerts.jsonl`.
 fn spawn_server(dir: &std::path::Path, ca: &Ca, grace: &str) -> (Child, SocketAddr, SocketAddr) {
     let pair = ca.server(1);
     let cert = write(dir, "tls.crt", &pair.cert_pem);
@@ -32,7 +33,7 @@ fn spawn_server(dir: &std::path::Path, ca: &Ca, grace: &str) -> (Child, SocketAd
         .arg(&cert)
         .arg("--tls-key")
         .arg(&key)
-        .stdout(Stdio::null())
+        .stdout(Stdio::from(std::fs::File::create(dir.join("alerts.jsonl")).unwrap()))
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();

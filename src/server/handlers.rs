@@ -13,7 +13,7 @@ use axum::routing::{get, post};
 use time::OffsetDateTime;
 
 use super::App;
-use crate::admission::{self, Endpoint, Prepared};
+use crate::admission::{self, Endpoint, Prepared, Reviewed};
 
 /// The largest review body read; a bigger one gets 413 without being read.
 pub const MAX_BODY_BYTES: usize = 3 * 1024 * 1024;
@@ -246,8 +246,15 @@ async fn review_handler(app: Arc<App>, request: Request, endpoint: Endpoint) -> 
             pending.finish(facts.as_ref())
         }
     };
-    let s = &reviewed.summary;
-    let span = tracing::info_span!(
+    let Reviewed {
+        body,
+        alert,
+        summary: s,
+    } = reviewed;
+    // One span per review. It is at debug level, like the per-review event: the alert stream already
+    // records every review with violations, and formatting a log line per review would cost more than
+    // judging it. `VIGIL_LOG=debug` shows them.
+    let span = tracing::debug_span!(
         "review",
         uid = %s.uid,
         kind = s.kind,
@@ -256,25 +263,17 @@ async fn review_handler(app: Arc<App>, request: Request, endpoint: Endpoint) -> 
         operation = s.operation,
     );
     let _entered = span.enter();
-    if let Some(alert) = &reviewed.alert {
+    if let Some(alert) = alert {
         app.alerts.write(alert);
     }
-    if s.decision == "denied" {
-        tracing::info!(
-            decision = s.decision,
-            violations = s.violations.len(),
-            "review denied"
-        );
-    } else {
-        tracing::debug!(
-            decision = s.decision,
-            violations = s.violations.len(),
-            "review answered"
-        );
-    }
+    tracing::debug!(
+        decision = s.decision,
+        violations = s.violations.len(),
+        "review answered"
+    );
     app.metrics
-        .record_review(s, started.elapsed().as_secs_f64());
-    ([(header::CONTENT_TYPE, "application/json")], reviewed.body).into_response()
+        .record_review(&s, started.elapsed().as_secs_f64());
+    ([(header::CONTENT_TYPE, "application/json")], body).into_response()
 }
 
 #[cfg(test)]

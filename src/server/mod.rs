@@ -109,37 +109,96 @@ pub enum ServeError {
 
 /// Where alert records go: one JSON line each.
 pub enum AlertSink {
-    /// Standard output, the stream a SIEM collects.
-    Stdout,
+    /// Standard output, the stream a SIEM collects, written by a thread of its own so that a review never
+    /// waits on the pipe unless its buffer of 16,384 lines is full.
+    Stdout(StdoutWriter),
     /// Kept in memory, for tests that read them back.
     Collect(std::sync::Mutex<Vec<String>>),
 }
 
+/// The writer thread behind `AlertSink::Stdout`.
+pub struct StdoutWriter {
+    lines: std::sync::Mutex<Option<std::sync::mpsc::SyncSender<String>>>,
+    thread: std::sync::Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
 impl AlertSink {
-    /// Writes one alert line. A failed write must not fail the review, so it is only logged.
-    pub fn write(&self, line: &str) {
-        match self {
-            AlertSink::Stdout => {
+    /// A sink that writes to stdout from its own thread, in batches when alerts come faster than one at a
+    /// time.
+    pub fn stdout() -> AlertSink {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<String>(16_384);
+        let thread = std::thread::Builder::new()
+            .name("vigil-alerts".to_owned())
+            .spawn(move || {
                 use std::io::Write;
-                let mut out = std::io::stdout().lock();
-                if let Err(e) = out
-                    .write_all(line.as_bytes())
-                    .and_then(|_| out.write_all(b"\n"))
-                {
-                    tracing::warn!(error = %e, "cannot write an alert to stdout");
+                let mut out =
+                    std::io::BufWriter::with_capacity(64 * 1024, std::io::stdout().lock());
+                while let Ok(first) = rx.recv() {
+                    let mut line = Some(first);
+                    while let Some(l) = line {
+                        let _ = out
+                            .write_all(l.as_bytes())
+                            .and_then(|_| out.write_all(b"\n"));
+                        line = rx.try_recv().ok();
+                    }
+                    if let Err(e) = out.flush() {
+                        eprintln!("vigil: cannot write alerts to stdout: {e}");
+                    }
+                }
+            })
+            .ok();
+        AlertSink::Stdout(StdoutWriter {
+            lines: std::sync::Mutex::new(Some(tx)),
+            thread: std::sync::Mutex::new(thread),
+        })
+    }
+
+    /// Hands over one alert line. It is never dropped: when the buffer is full, the review waits.
+    pub fn write(&self, line: String) {
+        match self {
+            AlertSink::Stdout(writer) => {
+                let sender = writer
+                    .lines
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .clone();
+                // Closed, or without its thread: write directly rather than lose the record.
+                match sender {
+                    Some(sender) => {
+                        if let Err(std::sync::mpsc::SendError(line)) = sender.send(line) {
+                            println!("{line}");
+                        }
+                    }
+                    None => println!("{line}"),
                 }
             }
-            AlertSink::Collect(lines) => lines
+            AlertSink::Collect(lines) => lines.lock().unwrap_or_else(|p| p.into_inner()).push(line),
+        }
+    }
+
+    /// Writes out every alert handed over so far; used at shutdown.
+    pub fn close(&self) {
+        if let AlertSink::Stdout(writer) = self {
+            writer
+                .lines
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
-                .push(line.to_owned()),
+                .take();
+            if let Some(thread) = writer
+                .thread
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .take()
+            {
+                let _ = thread.join();
+            }
         }
     }
 
     /// The alerts collected so far (empty for stdout).
     pub fn collected(&self) -> Vec<String> {
         match self {
-            AlertSink::Stdout => Vec::new(),
+            AlertSink::Stdout(_) => Vec::new(),
             AlertSink::Collect(lines) => lines.lock().unwrap_or_else(|p| p.into_inner()).clone(),
         }
     }
@@ -215,6 +274,7 @@ impl Running {
         tokio::time::sleep(self.grace).await;
         let _ = self.stop.send(true);
         let _ = self.done.await;
+        self.app.alerts.close();
         tracing::info!("stopped");
     }
 }
@@ -243,7 +303,7 @@ fn self_signed_cert(port: u16) -> Result<(ServingCert, PathBuf), ServeError> {
 
 /// Starts the webhook and metrics listeners and returns once they accept connections.
 pub async fn start(args: ServeArgs) -> Result<Running, ServeError> {
-    start_with(args, AlertSink::Stdout).await
+    start_with(args, AlertSink::stdout()).await
 }
 
 /// Starts the server with alerts going to `alerts`.
