@@ -126,6 +126,8 @@ fn rows() -> Vec<Row> {
         // cannot come from a real API server: it decodes the object into its typed form and serialises it
         // again, so each key appears once. Vigil's decoder rejects duplicates and denies the review in-band
         // (code 400). That is at least as strict as judging the last value, whichever order they come in.
+        // The same holds for the envelope's own keys (request, kind, object, operation): a reader that keeps
+        // the first or the last of them silently would judge one object and let the API server store another.
         row(
             "duplicate key: privileged false then true",
             rewritten(
@@ -168,6 +170,48 @@ fn rows() -> Vec<Row> {
                 &pod_review(unprivileged.clone()),
                 r#""spec":{"#,
                 r#""spec":{"containers":[{"name":"evil","image":"registry.corp.example/x:1","securityContext":{"privileged":true}}]},"spec":{"#,
+            ),
+            Denied(400),
+        ),
+        row(
+            "duplicate key: request.kind Pod, then ConfigMap after the object",
+            rewritten(
+                &pod_review(privileged_spec()),
+                r#""oldObject":null"#,
+                r#""oldObject":null,"kind":{"group":"","version":"v1","kind":"ConfigMap"}"#,
+            ),
+            Denied(400),
+        ),
+        row(
+            "duplicate key: a privileged object, then a clean one",
+            rewritten(
+                &pod_review(privileged_spec()),
+                r#""oldObject":null"#,
+                &format!(
+                    r#""oldObject":null,"object":{}"#,
+                    pod_review(unprivileged.clone())["request"]["object"]
+                ),
+            ),
+            Denied(400),
+        ),
+        row(
+            "duplicate key: operation CREATE, then DELETE",
+            rewritten(
+                &pod_review(privileged_spec()),
+                r#""oldObject":null"#,
+                r#""oldObject":null,"operation":"DELETE""#,
+            ),
+            Denied(400),
+        ),
+        row(
+            "duplicate key: a second request",
+            rewritten(
+                &pod_review(privileged_spec()),
+                r#""kind":"AdmissionReview","#,
+                &format!(
+                    r#""kind":"AdmissionReview","request":{},"#,
+                    pod_review(unprivileged.clone())["request"]
+                ),
             ),
             Denied(400),
         ),
