@@ -439,9 +439,12 @@ pub fn prepare<'a>(
     endpoint: Endpoint,
     policy_configmap: &ConfigMapRef,
 ) -> Result<Prepared<'a>, ReviewError> {
-    let envelope: Envelope<'_> = match serde_json::from_slice::<FastEnvelope<'_>>(body) {
+    // JSON is UTF-8; checking the whole body once is cheaper than checking each string as it is read.
+    let text = std::str::from_utf8(body)
+        .map_err(|e| ReviewError::NotJson(format!("the body is not UTF-8: {e}")))?;
+    let envelope: Envelope<'_> = match serde_json::from_str::<FastEnvelope<'_>>(text) {
         Ok(fast) => fast.0,
-        Err(_) => match serde_json::from_slice(body) {
+        Err(_) => match serde_json::from_str(text) {
             Ok(e) => e,
             Err(e) => return readable_but_broken(body, e, endpoint).map(Prepared::Answered),
         },

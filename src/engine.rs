@@ -107,7 +107,7 @@ impl Decision {
 /// What makes two findings "the same" across an UPDATE: rule, container name, the image for image rules,
 /// and the rule's own subject (a capability, a path, a pod-level field). The container's position is not
 /// part of it, so reordering containers does not make old findings look new.
-type FindingKey<'a> = (RuleId, &'a str, Option<String>, &'a str);
+type FindingKey<'a> = (RuleId, &'a str, Option<&'a str>, &'a str);
 
 fn finding_key<'a>(pod: &'a PodView<'_>, finding: &'a Finding) -> FindingKey<'a> {
     let container = finding.container.map(|i| &pod.containers[i]);
@@ -184,7 +184,7 @@ pub fn evaluate(policy: &Policy, request: &Request<'_>) -> Decision {
     };
 
     let mut violations = Vec::with_capacity(found.len());
-    for finding in &found {
+    for finding in found {
         let mode = policy.rule_mode(finding.rule, namespace_override);
         if mode == Mode::Off {
             continue;
@@ -204,16 +204,16 @@ pub fn evaluate(policy: &Policy, request: &Request<'_>) -> Decision {
                     ),
                 }
         });
-        let existing = !old_keys.is_empty() && old_keys.contains(&finding_key(&pod, finding));
+        let existing = !old_keys.is_empty() && old_keys.contains(&finding_key(&pod, &finding));
         violations.push(Violation {
             rule: finding.rule,
             mode,
             severity: finding.severity,
             techniques: finding.rule.rule().techniques,
             container: container.map(|c| c.name().to_owned()),
-            image: container.and_then(|c| c.image_display()),
-            field: finding.field.clone(),
-            message: finding.message.clone(),
+            image: container.and_then(|c| c.image_display()).map(str::to_owned),
+            field: finding.field,
+            message: finding.message,
             exemption: exemption.map(|e| e.name.clone()),
             existing,
         });

@@ -133,13 +133,77 @@ pub struct ObjectMeta {
     pub namespace: Option<String>,
     /// `None` when the object has no annotations map at all (JSONPatch needs to know).
     #[serde(default)]
-    pub annotations: Option<BTreeMap<String, String>>,
+    pub annotations: Option<Annotations>,
 }
 
 impl ObjectMeta {
-    /// One annotation's value.
+    /// One annotation's value, for the annotations Vigil keeps (see `Annotations`).
     pub fn annotation(&self, key: &str) -> Option<&str> {
-        self.annotations.as_ref()?.get(key).map(String::as_str)
+        self.annotations.as_ref()?.get(key)
+    }
+}
+
+/// The annotations Vigil reads: AppArmor profiles and its own alert annotation. The others are skipped
+/// unread, which keeps large ones such as kubectl's last-applied-configuration off the review path.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Annotations {
+    kept: BTreeMap<String, String>,
+}
+
+impl Annotations {
+    /// The key prefixes that are kept.
+    pub const KEPT: [&'static str; 2] = [
+        "container.apparmor.security.beta.kubernetes.io/",
+        "vigil.dev/alert",
+    ];
+
+    fn is_kept(key: &str) -> bool {
+        Self::KEPT.iter().any(|prefix| key.starts_with(prefix))
+    }
+
+    /// One kept annotation's value.
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.kept.get(key).map(String::as_str)
+    }
+
+    /// The kept annotations whose key starts with `prefix`, in key order.
+    pub fn with_prefix<'a>(
+        &'a self,
+        prefix: &'a str,
+    ) -> impl Iterator<Item = (&'a str, &'a str)> + 'a {
+        self.kept
+            .range::<str, _>((
+                std::ops::Bound::Included(prefix),
+                std::ops::Bound::Unbounded,
+            ))
+            .take_while(move |(k, _)| k.starts_with(prefix))
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+    }
+}
+
+impl<'de> Deserialize<'de> for Annotations {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct AnnotationsVisitor;
+        impl<'de> Visitor<'de> for AnnotationsVisitor {
+            type Value = Annotations;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a map of annotations")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Annotations, A::Error> {
+                let mut kept = BTreeMap::new();
+                while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+                    if Annotations::is_kept(&key) {
+                        // A null value reads as empty, as in Go; the last of duplicate keys wins, as in Go.
+                        let value = map.next_value::<Option<String>>()?.unwrap_or_default();
+                        kept.insert(key.into_owned(), value);
+                    } else {
+                        map.next_value::<IgnoredAny>()?;
+                    }
+                }
+                Ok(Annotations { kept })
+            }
+        }
+        d.deserialize_map(AnnotationsVisitor)
     }
 }
 
@@ -706,7 +770,7 @@ mod tests {
     #[test]
     fn cronjob_reaches_its_pod_spec() {
         let json = r#"{"metadata":{"name":"c"},"spec":{"jobTemplate":{"spec":{"template":{
-            "metadata":{"annotations":{"a":"b"}},
+            "metadata":{"annotations":{"container.apparmor.security.beta.kubernetes.io/i0":"runtime/default","other":"x"}},
             "spec":{"initContainers":[{"name":"i0","image":"x"},{"name":"i1","image":"y"}],
                     "containers":[{"name":"c","image":"z"}]}}}}}}"#;
         let w = Workload::from_json(WorkloadKind::CronJob, json).unwrap();
@@ -715,7 +779,16 @@ mod tests {
             paths,
             ["initContainers[0]", "initContainers[1]", "containers[0]"]
         );
-        assert_eq!(w.pod_metadata().annotation("a"), Some("b"));
+        assert_eq!(
+            w.pod_metadata()
+                .annotation("container.apparmor.security.beta.kubernetes.io/i0"),
+            Some("runtime/default")
+        );
+        assert_eq!(
+            w.pod_metadata().annotation("other"),
+            None,
+            "only the annotations Vigil reads are kept"
+        );
         assert_eq!(w.spec_path(), "spec.jobTemplate.spec.template.spec");
     }
 

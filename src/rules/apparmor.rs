@@ -72,10 +72,8 @@ fn check(pod: &PodView<'_>, _: &CheckContext<'_>, out: &mut Vec<Finding>) {
     let Some(annotations) = &pod.workload.pod_metadata().annotations else {
         return;
     };
-    for (key, value) in annotations.range(ANNOTATION_PREFIX.to_owned()..) {
-        let Some(name) = key.strip_prefix(ANNOTATION_PREFIX) else {
-            break;
-        };
+    for (key, value) in annotations.with_prefix(ANNOTATION_PREFIX) {
+        let name = &key[ANNOTATION_PREFIX.len()..];
         if value.is_empty() || value == "runtime/default" || value.starts_with("localhost/") {
             continue;
         }

@@ -222,6 +222,8 @@ pub struct ContainerView<'a> {
     pub container: &'a Container,
     /// `None` when the container names no image.
     pub image: Option<Result<ImageRef, ImageRefError>>,
+    /// The image as alerts show it, made once when first asked for.
+    display: std::cell::OnceCell<Option<String>>,
 }
 
 impl ContainerView<'_> {
@@ -231,12 +233,14 @@ impl ContainerView<'_> {
     }
 
     /// The image's normalized form, or the raw string when it does not parse.
-    pub fn image_display(&self) -> Option<String> {
-        match &self.image {
-            Some(Ok(image)) => Some(image.to_string()),
-            Some(Err(_)) => self.container.image.clone(),
-            None => None,
-        }
+    pub fn image_display(&self) -> Option<&str> {
+        self.display
+            .get_or_init(|| match &self.image {
+                Some(Ok(image)) => Some(image.to_string()),
+                Some(Err(_)) => self.container.image.clone(),
+                None => None,
+            })
+            .as_deref()
     }
 }
 
@@ -256,6 +260,7 @@ impl<'a> PodView<'a> {
                 index: c.index,
                 container: c.container,
                 image: c.container.image.as_deref().map(ImageRef::parse),
+                display: std::cell::OnceCell::new(),
             })
             .collect();
         PodView {
