@@ -145,7 +145,9 @@ impl<'de: 'a, 'a> Deserialize<'de> for FastEnvelope<'a> {
                     kind: None,
                     request: None,
                 };
+                let mut seen = Seen::default();
                 while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+                    seen.first_time::<A::Error>(&key)?;
                     match key.as_ref() {
                         "apiVersion" => envelope.api_version = map.next_value()?,
                         "kind" => envelope.kind = map.next_value()?,
@@ -166,6 +168,21 @@ impl<'de: 'a, 'a> Deserialize<'de> for FastEnvelope<'a> {
 }
 
 struct FastRequest<'a>(RequestEnvelope<'a>);
+
+/// The keys of one JSON object seen so far. A key seen twice is an error, as in the derived decoders:
+/// "later wins" would let a second `object` hide the first.
+#[derive(Default)]
+struct Seen(Vec<String>);
+
+impl Seen {
+    fn first_time<E: serde::de::Error>(&mut self, key: &str) -> Result<(), E> {
+        if self.0.iter().any(|k| k == key) {
+            return Err(E::custom(format_args!("duplicate field `{key}`")));
+        }
+        self.0.push(key.to_owned());
+        Ok(())
+    }
+}
 
 impl<'de: 'a, 'a> Deserialize<'de> for FastRequest<'a> {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -194,7 +211,9 @@ impl<'de: 'a, 'a> Deserialize<'de> for FastRequest<'a> {
                         None => map.next_value(),
                     }
                 };
+                let mut seen = Seen::default();
                 while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+                    seen.first_time::<A::Error>(&key)?;
                     match key.as_ref() {
                         "uid" => r.uid = map.next_value()?,
                         "kind" => r.kind = map.next_value()?,
@@ -216,24 +235,6 @@ impl<'de: 'a, 'a> Deserialize<'de> for FastRequest<'a> {
         }
         d.deserialize_map(RequestVisitor)
     }
-}
-
-/// The least a body must hold to be answered in-band: the envelope and the request's uid.
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct MinimalEnvelope<'a> {
-    #[serde(borrow, default)]
-    api_version: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    kind: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    request: Option<MinimalRequest<'a>>,
-}
-
-#[derive(Deserialize)]
-struct MinimalRequest<'a> {
-    #[serde(borrow, default)]
-    uid: Option<Cow<'a, str>>,
 }
 
 fn check_envelope(api_version: Option<&str>, kind: Option<&str>) -> Result<(), ReviewError> {
@@ -476,12 +477,19 @@ fn readable_but_broken(
     if error.is_syntax() || error.is_eof() {
         return Err(ReviewError::NotJson(error.to_string()));
     }
-    let minimal: MinimalEnvelope<'_> =
+    // The least a body must hold to be answered in-band: the envelope and a uid. Read leniently (for
+    // duplicate keys, the last one), since this only decides how to refuse.
+    let value: serde_json::Value =
         serde_json::from_slice(body).map_err(|e| ReviewError::NotReview(e.to_string()))?;
-    check_envelope(minimal.api_version.as_deref(), minimal.kind.as_deref())?;
-    let request = minimal.request.ok_or(ReviewError::NoRequest)?;
-    let uid = request
-        .uid
+    fn text(v: Option<&serde_json::Value>) -> Option<&str> {
+        v.and_then(serde_json::Value::as_str)
+    }
+    check_envelope(text(value.get("apiVersion")), text(value.get("kind")))?;
+    let request = value
+        .get("request")
+        .filter(|r| !r.is_null())
+        .ok_or(ReviewError::NoRequest)?;
+    let uid = text(request.get("uid"))
         .filter(|u| !u.is_empty())
         .ok_or(ReviewError::NoUid)?;
     let (body, decision) = match endpoint {
@@ -501,7 +509,7 @@ fn readable_but_broken(
         body,
         alert: None,
         summary: ReviewSummary {
-            uid: uid.into_owned(),
+            uid: uid.to_owned(),
             kind: "other",
             operation: "",
             decision,
