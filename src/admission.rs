@@ -495,7 +495,7 @@ fn readable_but_broken(
     let (body, decision) = match endpoint {
         Endpoint::Validate => (
             ResponseOut::deny(
-                &uid,
+                uid,
                 400,
                 "BadRequest",
                 format!("vigil could not read the request: {error}"),
@@ -503,7 +503,7 @@ fn readable_but_broken(
             .into_body(),
             "denied",
         ),
-        Endpoint::Mutate => (ResponseOut::allow(&uid).into_body(), "skipped"),
+        Endpoint::Mutate => (ResponseOut::allow(uid).into_body(), "skipped"),
     };
     Ok(Reviewed {
         body,
