@@ -909,22 +909,117 @@ def main_bench():
     print(table, flush=True)
 
 
+class KubeletMount:
+    """A directory laid out as kubelet mounts a ConfigMap or Secret: timestamped directories, a `..data`
+    symlink swapped atomically to the newest, and each file a symlink into `..data`."""
+
+    def __init__(self, root, files):
+        self.root = Path(root)
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.generation = 0
+        self.swap(files)
+        for name in files:
+            link = self.root / name
+            if not link.is_symlink():
+                link.symlink_to(f"..data/{name}")
+
+    def swap(self, files):
+        self.generation += 1
+        stamp = f"..{time.strftime('%Y_%m_%d_%H_%M_%S')}.{self.generation:04d}"
+        target = self.root / stamp
+        target.mkdir()
+        for name, data in files.items():
+            (target / name).write_bytes(data)
+        tmp = self.root / "..data_tmp"
+        if tmp.is_symlink():
+            tmp.unlink()
+        tmp.symlink_to(stamp)
+        old = os.readlink(self.root / "..data") if (self.root / "..data").is_symlink() else None
+        os.replace(tmp, self.root / "..data")
+        if old:
+            shutil.rmtree(self.root / old, ignore_errors=True)
+
+
+def new_leaf(tls, n):
+    """A new serving certificate from the bench CA, for a rotation: (cert PEM, key PEM)."""
+    key, csr, cert = tls / f"rot{n}.key", tls / f"rot{n}.csr", tls / f"rot{n}.pem"
+    steps = [
+        ["openssl", "req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+         "-keyout", key.name, "-out", csr.name, "-subj", "/CN=localhost"],
+        ["openssl", "x509", "-req", "-in", csr.name, "-CA", "ca.pem", "-CAkey", "ca.key",
+         "-CAcreateserial", "-out", cert.name, "-days", "30", "-extfile", "leaf.ext"],
+    ]
+    for step in steps:
+        done = subprocess.run(step, cwd=tls, capture_output=True, text=True)
+        if done.returncode != 0:
+            die(f"{' '.join(step)} failed:\n{done.stderr}")
+    return cert.read_bytes(), key.read_bytes()
+
+
+def metric(port, series):
+    """One sample of Vigil's /metrics, 0 when absent."""
+    try:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+        conn.request("GET", "/metrics")
+        text = conn.getresponse().read().decode()
+    except (OSError, http.client.HTTPException):
+        return None
+    for line in text.splitlines():
+        if line.startswith(series + " "):
+            return float(line.split()[-1])
+    return 0.0
+
+
 def main_soak():
-    """Vigil alone at a fixed rate for a long time: RSS, open files and p99 per interval, to catch leaks."""
+    """Vigil alone at a fixed rate for a long time, with its policy and certificate swapped every
+    SOAK_RELOAD seconds the way kubelet updates mounts: RSS, open files and p99 per interval, to catch
+    leaks, and every reload counted."""
     seconds = env_num("SOAK_SECONDS", 600.0)
     rate = env_num("SOAK_RATE", 2000, int)
     interval = env_num("SOAK_INTERVAL", 10.0)
+    reload_every = env_num("SOAK_RELOAD", 30.0)
     preflight()
     if PIN:
         os.sched_setaffinity(0, {LOAD_CPU})
     inputs = make_inputs()
     ca, cert, key = make_certificate()
-    server = vigil_server(BENCH / "policy.yaml", cert, key).start()
+    soak = WORK / "soak"
+    shutil.rmtree(soak, ignore_errors=True)
+    base_policy = (BENCH / "policy.yaml").read_bytes()
+    policies = [base_policy, base_policy + b"\n# soak: the same rules, a different text\n"]
+    policy_mount = KubeletMount(soak / "policy", {"policy.yaml": policies[0]})
+    tls_mount = KubeletMount(soak / "tls", {"tls.crt": cert.read_bytes(), "tls.key": key.read_bytes()})
+    server = vigil_server(policy_mount.root / "policy.yaml", tls_mount.root / "tls.crt", tls_mount.root / "tls.key").start()
     check_answers(server, inputs, ca)
     print(f"bench: soak: {pinning_note()}", file=sys.stderr)
-    print(f"bench: soak: Deployment review at {rate}/s over {LAT_CONNS} connections for {seconds:g} s",
-          file=sys.stderr, flush=True)
+    print(f"bench: soak: Deployment review at {rate}/s over {LAT_CONNS} connections for {seconds:g} s, "
+          f"policy and certificate swapped every {reload_every:g} s", file=sys.stderr, flush=True)
+
+    stop = threading.Event()
+    swaps = {"policy": 0, "certificate": 0}
+
+    def reloader():
+        n = 0
+        while not stop.wait(reload_every):
+            n += 1
+            policy_mount.swap({"policy.yaml": policies[n % 2]})
+            swaps["policy"] += 1
+            cert_pem, key_pem = new_leaf(WORK / "tls", n)
+            tls_mount.swap({"tls.crt": cert_pem, "tls.key": key_pem})
+            swaps["certificate"] += 1
+
+    thread = threading.Thread(target=reloader, daemon=True)
+    thread.start()
     r = h2load(server, inputs[0], LAT_CONNS, seconds, "soak", rps=rate, sample=interval)
+    stop.set()
+    thread.join()
+    time.sleep(3)
+    reloads = {
+        "policy ok": metric(METRICS_PORT, 'vigil_policy_reloads_total{result="success"}'),
+        "policy errors": metric(METRICS_PORT, 'vigil_policy_reloads_total{result="error"}'),
+        "certificate ok": metric(METRICS_PORT, 'vigil_certificate_reloads_total{result="success"}'),
+        "certificate errors": metric(METRICS_PORT, 'vigil_certificate_reloads_total{result="error"}'),
+    }
     hwm = server.status_kib("VmHWM")
     server.stop()
     t0 = min(r["starts"]) if r["starts"] else 0
@@ -933,6 +1028,9 @@ def main_soak():
         buckets.setdefault(int((start - t0) / 1e6 // interval), []).append(duration)
     print(f"Vigil soak: {r['requests']} requests at {r['rps']:.0f}/s, {r['errors']} errors, "
           f"peak RSS {hwm / 1024:.1f} MiB")
+    print(f"  swaps made: {swaps['policy']} policy, {swaps['certificate']} certificate; "
+          f"Vigil counted: " + ", ".join(f"{k} {v:g}" if v is not None else f"{k} ?" for k, v in reloads.items())
+          + " (the first load counts as one ok)")
     print(f"  {'t (s)':>7} {'RSS MiB':>8} {'fds':>5}   {'interval':>8} {'p50 ms':>7} {'p99 ms':>7} {'p99.9 ms':>8}")
     for i, (t, rss, fds) in enumerate(r["samples"]):
         durations = sorted(buckets.get(i, []))
@@ -942,8 +1040,10 @@ def main_soak():
     if r["samples"]:
         first, last = r["samples"][0][1], r["samples"][-1][1]
         print(f"  RSS grew {(last - first) / 1024:+.1f} MiB from the first sample to the last")
+    failed = r["errors"] or reloads["policy errors"] or reloads["certificate errors"]
     if r["errors"]:
         print(f"  ERRORS: {r['error_detail']}")
+    if failed:
         sys.exit(1)
 
 
