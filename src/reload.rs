@@ -56,6 +56,35 @@ fn read_or_describe(path: &Path) -> Result<Vec<u8>, String> {
     std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))
 }
 
+/// What a check found in a text file.
+enum TextChange {
+    /// The same content, or the same read error, as last time: nothing to do.
+    Unchanged,
+    /// The file cannot be read (first time this error is seen).
+    Unreadable(String),
+    /// New content.
+    Changed(String),
+}
+
+/// Reads a text file and compares it with what was seen last time, updating `seen`.
+fn read_if_changed(path: &Path, seen: &mut Seen) -> TextChange {
+    let read = read_or_describe(path).and_then(|b| {
+        String::from_utf8(b).map_err(|_| format!("{}: not UTF-8 text", path.display()))
+    });
+    let (now, change) = match read {
+        Ok(text) => (
+            Seen::Content(Sha256::digest(text.as_bytes()).into()),
+            TextChange::Changed(text),
+        ),
+        Err(why) => (Seen::Unreadable(why.clone()), TextChange::Unreadable(why)),
+    };
+    if *seen == now {
+        return TextChange::Unchanged;
+    }
+    *seen = now;
+    change
+}
+
 impl Reloader {
     /// A reloader for `sources`, feeding `app`.
     pub fn new(app: Arc<App>, sources: Sources) -> Reloader {
@@ -83,28 +112,18 @@ impl Reloader {
         };
         let name = path.display().to_string();
         let metrics = &self.app.metrics;
-        let text = match read_or_describe(path)
-            .and_then(|b| String::from_utf8(b).map_err(|_| format!("{name}: not UTF-8 text")))
-        {
-            Ok(text) => text,
-            Err(why) => {
-                let seen = Seen::Unreadable(why.clone());
-                if self.policy_seen != seen {
-                    self.policy_seen = seen;
-                    metrics
-                        .policy_reloads
-                        .get_or_create(&ResultLabels { result: "error" })
-                        .inc();
-                    tracing::error!(error = %why, in_force = %self.in_force_hash(), "cannot read the policy; the last good policy stays in force");
-                }
+        let text = match read_if_changed(path, &mut self.policy_seen) {
+            TextChange::Unchanged => return,
+            TextChange::Changed(text) => text,
+            TextChange::Unreadable(why) => {
+                metrics
+                    .policy_reloads
+                    .get_or_create(&ResultLabels { result: "error" })
+                    .inc();
+                tracing::error!(error = %why, in_force = %self.in_force_hash(), "cannot read the policy; the last good policy stays in force");
                 return;
             }
         };
-        let seen = Seen::Content(Sha256::digest(text.as_bytes()).into());
-        if self.policy_seen == seen {
-            return;
-        }
-        self.policy_seen = seen;
         match Policy::parse(&text, &name) {
             Ok(policy) => {
                 let old = self.app.policy.load_full();
@@ -212,24 +231,14 @@ impl Reloader {
             return;
         };
         let name = path.display().to_string();
-        let text = match read_or_describe(path)
-            .and_then(|b| String::from_utf8(b).map_err(|_| format!("{name}: not UTF-8 text")))
-        {
-            Ok(text) => text,
-            Err(why) => {
-                let seen = Seen::Unreadable(why.clone());
-                if self.auth_seen != seen {
-                    self.auth_seen = seen;
-                    tracing::error!(error = %why, "cannot read the registry credentials; keeping the ones in force");
-                }
+        let text = match read_if_changed(path, &mut self.auth_seen) {
+            TextChange::Unchanged => return,
+            TextChange::Changed(text) => text,
+            TextChange::Unreadable(why) => {
+                tracing::error!(error = %why, "cannot read the registry credentials; keeping the ones in force");
                 return;
             }
         };
-        let seen = Seen::Content(Sha256::digest(text.as_bytes()).into());
-        if self.auth_seen == seen {
-            return;
-        }
-        self.auth_seen = seen;
         match crate::registry::auth::Credentials::parse(&text, &name).and_then(|c| {
             self.app
                 .resolver

@@ -133,21 +133,9 @@ impl Exemption {
                 })
                 .collect::<Vec<_>>()
         });
-        let images = non_empty(&doc.images, &format!("{path}.images"), errors).map(|list| {
-            list.iter()
-                .enumerate()
-                .filter_map(|(i, p)| match RegistryPattern::parse(p) {
-                    Ok(pattern) => Some(pattern),
-                    Err(e) => {
-                        errors.push(FieldError::new(
-                            format!("{path}.images[{i}]"),
-                            e.to_string(),
-                        ));
-                        None
-                    }
-                })
-                .collect::<Vec<_>>()
-        });
+        let images_path = format!("{path}.images");
+        let images = non_empty(&doc.images, &images_path, errors)
+            .map(|list| super::parse_patterns(list, &images_path, errors));
         let from = parse_time(&doc.from, format!("{path}.from"), errors);
         let until = parse_time(&doc.until, format!("{path}.until"), errors);
         if let (Some(f), Some(u)) = (from, until)

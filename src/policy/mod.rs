@@ -497,6 +497,24 @@ impl Policy {
     }
 }
 
+/// Parses registry patterns, recording an error at `path[i]` for each one that does not parse.
+fn parse_patterns(
+    list: &[String],
+    path: &str,
+    errors: &mut Vec<FieldError>,
+) -> Vec<RegistryPattern> {
+    list.iter()
+        .enumerate()
+        .filter_map(|(i, p)| match RegistryPattern::parse(p) {
+            Ok(pattern) => Some(pattern),
+            Err(e) => {
+                errors.push(FieldError::new(format!("{path}[{i}]"), e.to_string()));
+                None
+            }
+        })
+        .collect()
+}
+
 /// Whether `digest` is `algorithm:hex` with a hex length that fits the algorithm.
 fn valid_digest(digest: &str) -> bool {
     let Some((algorithm, hex)) = digest.split_once(':') else {
@@ -578,27 +596,13 @@ fn compile(doc: Document, text: &str, errors: &mut Vec<FieldError>) -> Policy {
                 }
             }
             RuleId::ImageRegistry => {
-                let patterns = |list: &[String], field: &str, errors: &mut Vec<FieldError>| {
-                    list.iter()
-                        .enumerate()
-                        .filter_map(|(i, p)| match RegistryPattern::parse(p) {
-                            Ok(pattern) => Some(pattern),
-                            Err(e) => {
-                                errors.push(FieldError::new(
-                                    format!("{path}.{field}[{i}]"),
-                                    e.to_string(),
-                                ));
-                                None
-                            }
-                        })
-                        .collect::<Vec<_>>()
-                };
                 if let Some(items) = &config.allow {
-                    let strings = document::allow_strings(items, &format!("{path}.allow"), errors);
-                    options.registry_allow = Some(patterns(&strings, "allow", errors));
+                    let allow = format!("{path}.allow");
+                    let strings = document::allow_strings(items, &allow, errors);
+                    options.registry_allow = Some(parse_patterns(&strings, &allow, errors));
                 }
                 if let Some(deny) = &config.deny {
-                    options.registry_deny = patterns(deny, "deny", errors);
+                    options.registry_deny = parse_patterns(deny, &format!("{path}.deny"), errors);
                 }
                 if config.allow.is_none()
                     && config.deny.is_none()
