@@ -33,7 +33,9 @@ fn spawn_server(dir: &std::path::Path, ca: &Ca, grace: &str) -> (Child, SocketAd
         .arg(&cert)
         .arg("--tls-key")
         .arg(&key)
-        .stdout(Stdio::from(std::fs::File::create(dir.join("alerts.jsonl")).unwrap()))
+        .stdout(Stdio::from(
+            std::fs::File::create(dir.join("alerts.jsonl")).unwrap(),
+        ))
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
