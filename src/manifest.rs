@@ -154,6 +154,219 @@ pub fn read_source(path: &str) -> Result<String, ManifestError> {
     }
 }
 
+/// The deepest nesting of YAML flow collections (`[...]`, `{...}`) a text may have before it is parsed.
+///
+/// Deeper nesting fails anyway (the deserializer stops at 128 levels), but only after libyaml has scanned the
+/// whole text, and libyaml's scanner does work proportional to the flow depth for every token: 40,000 nested
+/// `[` take seconds, a megabyte of them minutes. [`check_flow_nesting`] refuses such a text in linear time.
+pub const MAX_FLOW_DEPTH: usize = 128;
+
+/// A YAML text that nests flow collections deeper than [`MAX_FLOW_DEPTH`], or that is too convoluted to tell.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "YAML nests flow collections ([ or {{) more than {MAX_FLOW_DEPTH} deep, from line {line}; refused before parsing"
+)]
+pub struct FlowNestingError {
+    /// The 1-based line of the collection that goes too deep.
+    pub line: usize,
+}
+
+/// Checks, in time linear in the text, that libyaml would never nest flow collections deeper than
+/// [`MAX_FLOW_DEPTH`] while scanning `text`. Call it before handing untrusted YAML to serde_yaml_ng.
+///
+/// It errs on the side of refusing. Every `[` or `{` that could start a flow collection in block context
+/// (at the start of a line, after `key: `, `- `, `? `, a tag or an anchor) is followed with a tokenizer for
+/// flow context, which mirrors libyaml's (quoted, plain and multi-line scalars, comments, tags, anchors);
+/// in flow context there is no indentation to track, so that tokenizer agrees with libyaml's. A start that
+/// is really inside a scalar only adds a spurious candidate, never hides a real one. A candidate that a
+/// collection followed earlier counted as its own is not followed again. The total work is capped at a few
+/// steps per byte; past the cap the text is refused too.
+pub fn check_flow_nesting(text: &str) -> Result<(), FlowNestingError> {
+    let b = text.as_bytes();
+    let mut budget = b.len().saturating_mul(16).saturating_add(1 << 16);
+    // The brackets a followed collection already counted as its own: following them again would only
+    // measure part of what was measured.
+    let mut counted = vec![false; b.len()];
+    let mut line_start = 0;
+    let mut line = 1;
+    for i in 0..b.len() {
+        match b[i] {
+            b'\n' => {
+                line += 1;
+                line_start = i + 1;
+            }
+            b'[' | b'{' if !counted[i] && may_start_flow(&b[line_start..i]) => {
+                let deepest = flow_depth_from(b, i, &mut counted, &mut budget);
+                if deepest > MAX_FLOW_DEPTH {
+                    return Err(FlowNestingError { line });
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// Whether a `[` or `{` preceded on its line by `before` may start a flow collection in block context.
+fn may_start_flow(before: &[u8]) -> bool {
+    let blank = |c: &u8| *c == b' ' || *c == b'\t';
+    let trimmed = match before.iter().rposition(|c| !blank(c)) {
+        None => return true,
+        Some(end) => &before[..=end],
+    };
+    if trimmed.len() == before.len() {
+        // `[` glued to what precedes it, as in `a[b` or `key:[`: part of a plain scalar in block context.
+        return false;
+    }
+    let word_start = trimmed.iter().rposition(blank).map_or(0, |p| p + 1);
+    let word = &trimmed[word_start..];
+    matches!(word.first(), Some(b'!' | b'&'))
+        || word == b"---"
+        || matches!(trimmed.last(), Some(b':'))
+        || matches!(word, b"-" | b"?")
+}
+
+/// Follows a flow collection that starts at `start` as libyaml's scanner would, and returns the deepest
+/// nesting reached: as soon as it passes [`MAX_FLOW_DEPTH`], or when the collection closes, or where libyaml
+/// would stop with an error. Marks in `counted` every bracket it counts. Each step spends `budget`; an
+/// exhausted budget counts as too deep.
+fn flow_depth_from(b: &[u8], start: usize, counted: &mut [bool], budget: &mut usize) -> usize {
+    const TOO_DEEP: usize = MAX_FLOW_DEPTH + 1;
+    // One unit of work; none left means too intricate to follow, which is refused like too deep.
+    macro_rules! spend {
+        () => {
+            if *budget == 0 {
+                return TOO_DEEP;
+            }
+            *budget -= 1;
+        };
+    }
+    let len = b.len();
+    let at_line_start = |i: usize| i == 0 || b[i - 1] == b'\n';
+    let is_blank = |c: u8| matches!(c, b' ' | b'\t' | b'\r' | b'\n');
+    let is_flow_indicator = |c: u8| matches!(c, b',' | b'[' | b']' | b'{' | b'}');
+    let document_marker = |i: usize| {
+        at_line_start(i)
+            && (b[i..].starts_with(b"---") || b[i..].starts_with(b"..."))
+            && b.get(i + 3).is_none_or(|&c| is_blank(c))
+    };
+    let mut depth = 0usize;
+    let mut deepest = 0usize;
+    let mut i = start;
+    loop {
+        // Between tokens: blanks, line breaks and comments.
+        while i < len {
+            spend!();
+            match b[i] {
+                c if is_blank(c) => i += 1,
+                b'#' => {
+                    while i < len && b[i] != b'\n' {
+                        spend!();
+                        i += 1;
+                    }
+                }
+                _ => break,
+            }
+        }
+        if i >= len || document_marker(i) {
+            return deepest;
+        }
+        match b[i] {
+            b'[' | b'{' => {
+                counted[i] = true;
+                depth += 1;
+                deepest = deepest.max(depth);
+                if depth > MAX_FLOW_DEPTH {
+                    return deepest;
+                }
+                i += 1;
+            }
+            b']' | b'}' => {
+                depth = depth.saturating_sub(1);
+                if depth == 0 {
+                    return deepest;
+                }
+                i += 1;
+            }
+            b',' | b'?' | b':' => i += 1,
+            // A block entry in flow context: libyaml's parser stops there with an error.
+            b'-' if b.get(i + 1).is_none_or(|&c| is_blank(c)) => return deepest,
+            b'*' | b'&' => {
+                i += 1;
+                while i < len && (b[i].is_ascii_alphanumeric() || b[i] == b'-' || b[i] == b'_') {
+                    spend!();
+                    i += 1;
+                }
+            }
+            b'!' => {
+                // A tag: taken to its end, but never over a bracket that may open a collection.
+                while i < len && !is_blank(b[i]) && b[i] != b'[' && b[i] != b'{' {
+                    spend!();
+                    i += 1;
+                }
+            }
+            b'\'' => {
+                i += 1;
+                loop {
+                    spend!();
+                    if i >= len || document_marker(i) {
+                        return deepest;
+                    }
+                    if b[i] == b'\'' {
+                        if b.get(i + 1) == Some(&b'\'') {
+                            i += 2;
+                            continue;
+                        }
+                        i += 1;
+                        break;
+                    }
+                    i += 1;
+                }
+            }
+            b'"' => {
+                i += 1;
+                loop {
+                    spend!();
+                    if i >= len || document_marker(i) {
+                        return deepest;
+                    }
+                    match b[i] {
+                        b'\\' => i += 2,
+                        b'"' => {
+                            i += 1;
+                            break;
+                        }
+                        _ => i += 1,
+                    }
+                }
+            }
+            // What cannot start a token in flow context: libyaml stops with an error.
+            b'|' | b'>' | b'%' | b'@' | b'`' => return deepest,
+            _ => {
+                // A plain scalar: to a flow indicator, `: ` or `:` before an indicator, or ` #`.
+                i += 1;
+                while i < len {
+                    spend!();
+                    let c = b[i];
+                    if document_marker(i) || is_flow_indicator(c) {
+                        break;
+                    }
+                    if c == b':'
+                        && b.get(i + 1)
+                            .is_none_or(|&n| is_blank(n) || is_flow_indicator(n))
+                    {
+                        break;
+                    }
+                    if c == b'#' && is_blank(b[i - 1]) {
+                        break;
+                    }
+                    i += 1;
+                }
+            }
+        }
+    }
+}
+
 /// A document of a YAML stream: its text, where it starts, and its Helm `# Source:`.
 struct RawDocument<'a> {
     /// The document's lines; blank lines stand in for leading comments, so line numbers stay right.
@@ -240,6 +453,16 @@ pub fn read_objects(file: &str, text: &str) -> (Vec<Object>, Vec<ManifestError>)
             source: raw.source.map(str::to_owned),
             item: None,
         };
+        if let Err(e) = check_flow_nesting(&raw.text) {
+            let message = format!(
+                "not valid YAML: {}",
+                FlowNestingError {
+                    line: raw.text_line + e.line - 1,
+                }
+            );
+            errors.push(ManifestError::Document { origin, message });
+            continue;
+        }
         let value: Value = match serde_yaml_ng::from_str(&raw.text) {
             Ok(v) => v,
             Err(e) => {
@@ -420,6 +643,65 @@ mod tests {
             messages[3].starts_with("bad.yaml: document 4 (line 16): not valid YAML at line 17"),
             "{}",
             messages[3]
+        );
+    }
+
+    /// `n` nested flow levels written with `open` and `close` around `inner`.
+    fn nested(n: usize, open: &str, close: &str, inner: &str) -> String {
+        format!("{}{inner}{}", open.repeat(n), close.repeat(n))
+    }
+
+    #[test]
+    fn flow_nesting_is_measured_as_libyaml_scans_it() {
+        let deep = MAX_FLOW_DEPTH + 1;
+        let ok = MAX_FLOW_DEPTH;
+        #[rustfmt::skip]
+        let cases: Vec<(&str, String, bool)> = vec![
+            ("flat document", "a: 1\nb: [1, 2, {c: d}]\n".to_owned(), true),
+            ("JSON at the limit", nested(ok, "[", "]", "1"), true),
+            ("JSON past the limit", nested(deep, "[", "]", "1"), false),
+            ("mappings past the limit", format!("spec: {}", nested(deep, "{a: ", "}", "1")), false),
+            ("after a key", format!("x: {}", nested(deep, "[", "]", "")), false),
+            ("after a block entry", format!("- - {}", nested(deep, "[", "]", "")), false),
+            ("after a tag and an anchor", format!("x: !!seq &a {}", nested(deep, "[", "]", "")), false),
+            ("after a document marker", format!("--- {}", nested(deep, "[", "]", "")), false),
+            ("on the next line", format!("x:\n  {}", nested(deep, "[", "]", "")), false),
+            // Closing brackets inside scalars do not close anything.
+            ("closers in double-quoted scalars", format!("x: {}", nested(deep, "[ \"]}\", ", "]", "")), false),
+            ("closers in single-quoted scalars", format!("x: {}", nested(deep, "[ ''']', ", "]", "")), false),
+            ("closers in tagged scalars", format!("x: {}", nested(deep, "[ !t \"]\", ", "]", "")), false),
+            ("closers in comments", format!("x: {}", nested(deep, "[ # ]]\n", "]", "")), false),
+            ("quotes inside plain scalars", format!("x: {}", nested(deep, "[ a'b, \"c' ]\", ", "]", "")), false),
+            ("escaped quotes", format!("x: {}", nested(deep, "[ \"\\\"]\", ", "]", "")), false),
+            ("multi-line scalars", format!("x: {}", nested(deep, "[ \"a\n]\", b\n c, ", "]", "")), false),
+            ("an apostrophe before", format!("a: don't\nb: \"it's\"\nx: {}", nested(deep, "[", "]", "")), false),
+            // Brackets that only look like collections.
+            ("brackets in a plain scalar", format!("x: a{}\n", "[".repeat(deep)), true),
+            ("brackets in a quoted scalar", format!("x: \"{}\"\n", "[".repeat(deep)), true),
+            ("brackets glued to a key", format!("x:{}\n", "[".repeat(deep)), true),
+            ("JSON in a block scalar", format!("x: |\n  {}\n", nested(40, "[", "]", "1")), true),
+        ];
+        let mut failures = Vec::new();
+        for (name, text, ok) in &cases {
+            if check_flow_nesting(text).is_ok() != *ok {
+                failures.push(*name);
+            }
+        }
+        assert!(failures.is_empty(), "{failures:?}");
+    }
+
+    #[test]
+    fn deep_flow_nesting_is_refused_before_parsing() {
+        let text = format!(
+            "apiVersion: v1\nkind: Pod\nmetadata: {{name: p}}\nspec: {}\n",
+            nested(100_000, "[", "]", "")
+        );
+        let (objects, errors) = read_objects("deep.yaml", &text);
+        assert!(objects.is_empty());
+        assert_eq!(errors.len(), 1);
+        assert_eq!(
+            errors[0].to_string(),
+            "deep.yaml: document 1 (line 1): not valid YAML: YAML nests flow collections ([ or {) more than 128 deep, from line 4; refused before parsing"
         );
     }
 

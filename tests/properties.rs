@@ -1,6 +1,6 @@
 //! Properties that must hold for every input, checked on generated ones (proptest): image normalization is
 //! idempotent, a registry pattern never matches outside its registry, an exemption never adds a violation,
-//! and every answered review echoes its uid.
+//! every answered review echoes its uid, and YAML flow nesting is measured exactly before parsing.
 //!
 //! Case counts are modest so that the suite stays fast; `PROPTEST_CASES=10000 cargo test --test properties`
 //! runs more. A failure prints the smallest input proptest could shrink it to, and proptest saves its seed in
@@ -675,6 +675,52 @@ proptest! {
             prop_assert!(answered.is_ok(), "{endpoint:?}: not answered in-band: {:?}\n{body}", answered.err());
             let response: Value = serde_json::from_slice(&answered.unwrap().body).unwrap();
             prop_assert_eq!(response["response"]["uid"].as_str(), Some(uid.as_str()));
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// YAML flow nesting, measured before parsing
+// ---------------------------------------------------------------------------------------------
+
+/// A JSON document (JSON is YAML in flow style) nested `depth` levels, its strings full of YAML syntax.
+fn nested_json() -> impl Strategy<Value = (usize, Value)> {
+    (
+        1usize..=2 * vigil::manifest::MAX_FLOW_DEPTH,
+        prop::collection::vec(
+            (r#"[\[\]{}"',:#&*!|>\\ a-z\n-]{0,8}"#, any::<bool>()),
+            1..64,
+        ),
+    )
+        .prop_map(|(depth, fillers)| {
+            let mut value = json!("leaf");
+            for level in 0..depth {
+                let (filler, as_array) = &fillers[level % fillers.len()];
+                value = if *as_array {
+                    json!([filler, value])
+                } else {
+                    json!({ filler.as_str(): value })
+                };
+            }
+            (depth, value)
+        })
+}
+
+proptest! {
+    #![proptest_config(config(128))]
+
+    /// The pre-parse check agrees with the real depth of any JSON document, compact or pretty, however
+    /// its strings are made: no deep document gets through, no shallow one is refused.
+    #[test]
+    fn flow_nesting_is_measured_exactly_on_json((depth, value) in nested_json()) {
+        let within = depth <= vigil::manifest::MAX_FLOW_DEPTH;
+        for text in [value.to_string(), serde_json::to_string_pretty(&value).unwrap()] {
+            let document = format!("x: {text}\n");
+            prop_assert_eq!(
+                vigil::manifest::check_flow_nesting(&document).is_ok(),
+                within,
+                "depth {}: {}", depth, document
+            );
         }
     }
 }
