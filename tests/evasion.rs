@@ -1037,3 +1037,29 @@ async fn a_deny_list_holds_whatever_the_spelling_of_the_registry() {
     let failures = run(&server, deny_list_rows()).await;
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
+
+/// An edit of the policy ConfigMap is parsed by the webhook itself. YAML nested 20,000 flow levels deep
+/// costs libyaml seconds (a megabyte of it, minutes) before any error, so it is refused before parsing, as
+/// manifests are (`manifest::check_flow_nesting`); a slow policy parse would tie up the webhook.
+#[tokio::test]
+async fn a_deeply_nested_policy_edit_is_refused_before_parsing() {
+    let server = start().await;
+    let policy = format!(
+        "apiVersion: vigil.dev/v1alpha1\nkind: Policy\nmode: audit\nx: {}{}\n",
+        "[".repeat(20_000),
+        "]".repeat(20_000)
+    );
+    let configmap = json!({"apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "vigil-policy", "namespace": "vigil"}, "data": {"policy.yaml": policy}});
+    let mut review = review_of("", "ConfigMap", "CREATE", configmap);
+    review["request"]["name"] = json!("vigil-policy");
+    review["request"]["namespace"] = json!("vigil");
+    let mut client = server.client().await;
+    let started = Instant::now();
+    let reply = client.review("/validate", &review.to_string()).await;
+    eprintln!("{:.2} ms", started.elapsed().as_secs_f64() * 1e3);
+    let response = &reply.json()["response"];
+    assert_eq!(response["allowed"], false, "{response}");
+    let message = response["status"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("refused before parsing"), "{message}");
+}
