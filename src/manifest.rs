@@ -209,6 +209,8 @@ pub fn check_flow_nesting(text: &str) -> Result<(), FlowNestingError> {
 
 /// Whether a `[` or `{` preceded on its line by `before` may start a flow collection in block context.
 fn may_start_flow(before: &[u8]) -> bool {
+    // libyaml skips a byte order mark at the start of the stream.
+    let before = before.strip_prefix("\u{feff}".as_bytes()).unwrap_or(before);
     let blank = |c: &u8| *c == b' ' || *c == b'\t';
     let trimmed = match before.iter().rposition(|c| !blank(c)) {
         None => return true,
@@ -445,6 +447,8 @@ fn split_documents(text: &str) -> Vec<RawDocument<'_>> {
 pub fn read_objects(file: &str, text: &str) -> (Vec<Object>, Vec<ManifestError>) {
     let mut objects = Vec::new();
     let mut errors = Vec::new();
+    // Editors on Windows start files with a byte order mark; the YAML parser would take it for content.
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     for (i, raw) in split_documents(text).into_iter().enumerate() {
         let origin = Origin {
             file: file.to_owned(),
@@ -665,6 +669,7 @@ mod tests {
             ("after a block entry", format!("- - {}", nested(deep, "[", "]", "")), false),
             ("after a tag and an anchor", format!("x: !!seq &a {}", nested(deep, "[", "]", "")), false),
             ("after a document marker", format!("--- {}", nested(deep, "[", "]", "")), false),
+            ("after a byte order mark", format!("\u{feff}{}", nested(deep, "[", "]", "")), false),
             ("on the next line", format!("x:\n  {}", nested(deep, "[", "]", "")), false),
             // Closing brackets inside scalars do not close anything.
             ("closers in double-quoted scalars", format!("x: {}", nested(deep, "[ \"]}\", ", "]", "")), false),
@@ -703,6 +708,15 @@ mod tests {
             errors[0].to_string(),
             "deep.yaml: document 1 (line 1): not valid YAML: YAML nests flow collections ([ or {) more than 128 deep, from line 4; refused before parsing"
         );
+    }
+
+    #[test]
+    fn a_byte_order_mark_is_not_content() {
+        let text =
+            "\u{feff}apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec: {containers: []}\n";
+        let (objects, errors) = read_objects("bom.yaml", text);
+        assert!(errors.is_empty(), "{errors:?}");
+        assert_eq!(objects[0].name, "p");
     }
 
     #[test]
