@@ -337,6 +337,10 @@ impl Policy {
             source_name: source_name.to_owned(),
             errors,
         };
+        // libyaml's scanner slows down with every level of flow nesting: refuse deep nesting first.
+        if let Err(e) = crate::manifest::check_flow_nesting(text) {
+            return Err(fail(vec![FieldError::new("(document)", e.to_string())]));
+        }
         let (document, mut errors) = document::parse(text, option_shape);
         let Some(document) = document else {
             return Err(fail(errors));
