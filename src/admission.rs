@@ -763,7 +763,8 @@ impl Pending<'_> {
                 operation: operation.as_str(),
                 object: &object_ref,
                 user: &user,
-                violations: &decision.violations,
+                violations: alert::bounded(&decision.violations).0,
+                omitted: alert::bounded(&decision.violations).1,
             }
             .to_json()
         });
@@ -871,6 +872,7 @@ fn policy_edit(
         object: &object,
         user: &user,
         violations: &violations,
+        omitted: 0,
     }
     .to_json();
     let mut response = match denial {
@@ -900,7 +902,7 @@ fn object_name(request_name: Option<&str>, object: &Workload) -> String {
         .filter(|n| !n.is_empty())
         .or(object.metadata.name.as_deref())
     {
-        Some(name) if !name.is_empty() => name.to_owned(),
+        Some(name) if !name.is_empty() => alert::clip(name),
         _ => match object.metadata.generate_name.as_deref() {
             Some(prefix) if !prefix.is_empty() => format!("{prefix}*"),
             _ => "(unnamed)".to_owned(),
@@ -937,6 +939,13 @@ struct AnnotationRecord<'a> {
     object: ObjectRef,
     user: UserRef,
     violations: Vec<AnnotatedViolation<'a>>,
+    /// Violations left out past `alert::MAX_RECORD_VIOLATIONS`.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    omitted: usize,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 /// The parts of a violation kept in the annotation.
@@ -991,11 +1000,12 @@ fn mutate_response(
             schema: alert::SCHEMA.into(),
             object: object_ref.clone(),
             user: user.clone(),
-            violations: decision
-                .violations
+            violations: alert::bounded(&decision.violations)
+                .0
                 .iter()
                 .map(AnnotatedViolation::from)
                 .collect(),
+            omitted: alert::bounded(&decision.violations).1,
         })
         .expect("an annotation record always serializes")
     });
@@ -1034,8 +1044,63 @@ fn same_annotation(have: &str, want: &str) -> bool {
         serde_json::from_str::<AnnotationRecord<'_>>(want),
     ) {
         (Ok(h), Ok(w)) => {
-            h.schema == w.schema && h.object == w.object && h.violations == w.violations
+            h.schema == w.schema
+                && h.object == w.object
+                && h.violations == w.violations
+                && h.omitted == w.omitted
         }
         _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn huge_objects_make_bounded_answers() {
+        let long_name = "n".repeat(100_000);
+        let mut containers: Vec<serde_json::Value> = (0..10_000)
+            .map(|i| serde_json::json!({"name": format!("c{i}"), "image": "nginx:1.27", "securityContext": {"privileged": true}}))
+            .collect();
+        containers[0]["name"] = serde_json::json!(long_name);
+        let body = serde_json::json!({
+            "apiVersion": API_VERSION, "kind": "AdmissionReview",
+            "request": {"uid": "big", "kind": {"group": "", "version": "v1", "kind": "Pod"}, "operation": "CREATE",
+                        "namespace": "default", "name": long_name,
+                        "object": {"metadata": {"name": "x"}, "spec": {"containers": containers}}}
+        })
+        .to_string();
+        let policy = Policy::parse(
+            "apiVersion: vigil.dev/v1alpha1\nkind: Policy\nmode: enforce\n",
+            "p",
+        )
+        .unwrap();
+        let reviewed = review(
+            &policy,
+            body.as_bytes(),
+            OffsetDateTime::now_utc(),
+            Endpoint::Validate,
+            &ConfigMapRef::default(),
+        )
+        .unwrap();
+        assert!(
+            reviewed.body.len() < 200_000,
+            "the answer is {} bytes",
+            reviewed.body.len()
+        );
+        let alert = reviewed.alert.unwrap();
+        assert!(
+            alert.len() < 100_000,
+            "the alert line is {} bytes",
+            alert.len()
+        );
+        let record: serde_json::Value = serde_json::from_str(&alert).unwrap();
+        assert_eq!(
+            record["violations"].as_array().unwrap().len(),
+            alert::MAX_RECORD_VIOLATIONS
+        );
+        assert_eq!(record["omitted"], 10_000 - alert::MAX_RECORD_VIOLATIONS);
+        assert_eq!(record["decision"], "denied");
     }
 }

@@ -53,7 +53,34 @@ pub struct AlertRecord<'a> {
     pub operation: &'a str,
     pub object: &'a ObjectRef,
     pub user: &'a UserRef,
+    /// The first `MAX_RECORD_VIOLATIONS` violations.
     pub violations: &'a [Violation],
+    /// How many violations were left out of `violations`, when there were more.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub omitted: usize,
+}
+
+/// The most violations one alert record lists; the rest are counted in `omitted`. A pod with 10,000
+/// privileged containers must not make a record of megabytes that log pipelines and the API server's audit
+/// annotations would choke on.
+pub const MAX_RECORD_VIOLATIONS: usize = 100;
+
+/// The violations a record lists, and how many it leaves out.
+pub fn bounded(violations: &[Violation]) -> (&[Violation], usize) {
+    let shown = violations.len().min(MAX_RECORD_VIOLATIONS);
+    (&violations[..shown], violations.len() - shown)
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
+}
+
+/// The most characters of a name, an image or a message an alert carries.
+pub const MAX_TEXT_CHARS: usize = 256;
+
+/// Shortens text that comes from an object (a container name, an image) to `MAX_TEXT_CHARS`.
+pub fn clip(text: &str) -> String {
+    truncate_chars(text, MAX_TEXT_CHARS)
 }
 
 /// RFC 3339 with milliseconds, in UTC: `2026-11-22T15:04:05.123Z`.

@@ -5,6 +5,7 @@ use std::collections::HashSet;
 use serde::Serialize;
 use time::OffsetDateTime;
 
+use crate::alert;
 use crate::policy::{LOOKUP_RULES, Mode, Policy, Requester, Updates};
 use crate::registry::RegistryFacts;
 use crate::rules::{self, CheckContext, Finding, PodView, RuleId, Severity};
@@ -210,10 +211,10 @@ pub fn evaluate(policy: &Policy, request: &Request<'_>) -> Decision {
             mode,
             severity: finding.severity,
             techniques: finding.rule.rule().techniques,
-            container: container.map(|c| c.name().to_owned()),
-            image: container.and_then(|c| c.image_display()).map(str::to_owned),
+            container: container.map(|c| alert::clip(c.name())),
+            image: container.and_then(|c| c.image_display()).map(alert::clip),
             field: finding.field,
-            message: finding.message,
+            message: alert::clip(&finding.message),
             exemption: exemption.map(|e| e.name.clone()),
             existing,
         });

@@ -337,6 +337,8 @@ impl Policy {
             source_name: source_name.to_owned(),
             errors,
         };
+        // A byte order mark is not content (editors on Windows write one).
+        let text = text.strip_prefix('\u{feff}').unwrap_or(text);
         // libyaml's scanner slows down with every level of flow nesting: refuse deep nesting first.
         if let Err(e) = crate::manifest::check_flow_nesting(text) {
             return Err(fail(vec![FieldError::new("(document)", e.to_string())]));
@@ -1003,6 +1005,13 @@ exemptions:
             errs,
             ["policy.yaml: rules.image-digest-deny: list the known-bad digests under `digests`"]
         );
+    }
+
+    #[test]
+    fn a_byte_order_mark_is_not_content() {
+        let p = Policy::parse(&format!("\u{feff}{HEAD}mode: enforce\n"), "p")
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(p.mode, Mode::Enforce);
     }
 
     #[test]
