@@ -109,68 +109,100 @@ pub enum ServeError {
 
 /// Where alert records go: one JSON line each.
 pub enum AlertSink {
-    /// Standard output, the stream a SIEM collects, written by a thread of its own so that a review never
-    /// waits on the pipe unless its buffer of 16,384 lines is full.
+    /// Standard output, the stream a SIEM collects, written by a thread of its own (see `StdoutWriter`).
     Stdout(StdoutWriter),
     /// Kept in memory, for tests that read them back.
     Collect(std::sync::Mutex<Vec<String>>),
 }
 
-/// The writer thread behind `AlertSink::Stdout`.
+/// Alert lines waiting for the writer thread.
+#[derive(Default)]
+struct Pending {
+    lines: Vec<u8>,
+    closed: bool,
+}
+
+/// Writes alert lines to stdout from a thread of its own. A review only appends its line to a buffer; the
+/// thread writes the buffer out every `ALERT_FLUSH_EVERY`, so no review waits on the pipe and no review wakes
+/// a thread. Nothing is dropped: past `ALERT_BUFFER_MAX` bytes pending, a review waits for the writer.
 pub struct StdoutWriter {
-    lines: std::sync::Mutex<Option<std::sync::mpsc::SyncSender<String>>>,
+    pending: std::sync::Arc<(std::sync::Mutex<Pending>, std::sync::Condvar)>,
     thread: std::sync::Mutex<Option<std::thread::JoinHandle<()>>>,
 }
 
+/// How often the alert writer writes out what is pending.
+const ALERT_FLUSH_EVERY: Duration = Duration::from_millis(10);
+/// How many bytes of alerts may wait before reviews wait for the writer.
+const ALERT_BUFFER_MAX: usize = 8 << 20;
+
 impl AlertSink {
-    /// A sink that writes to stdout from its own thread, in batches when alerts come faster than one at a
-    /// time.
+    /// A sink that writes to stdout from its own thread.
     pub fn stdout() -> AlertSink {
-        let (tx, rx) = std::sync::mpsc::sync_channel::<String>(16_384);
+        let pending = std::sync::Arc::new((
+            std::sync::Mutex::new(Pending::default()),
+            std::sync::Condvar::new(),
+        ));
+        let shared = pending.clone();
         let thread = std::thread::Builder::new()
             .name("vigil-alerts".to_owned())
             .spawn(move || {
                 use std::io::Write;
-                let mut out =
-                    std::io::BufWriter::with_capacity(64 * 1024, std::io::stdout().lock());
-                while let Ok(first) = rx.recv() {
-                    let mut line = Some(first);
-                    while let Some(l) = line {
-                        let _ = out
-                            .write_all(l.as_bytes())
-                            .and_then(|_| out.write_all(b"\n"));
-                        line = rx.try_recv().ok();
+                let (lock, drained) = &*shared;
+                let mut out = std::io::stdout().lock();
+                let mut batch = Vec::new();
+                loop {
+                    std::thread::sleep(ALERT_FLUSH_EVERY);
+                    let closed = {
+                        let mut p = lock.lock().unwrap_or_else(|e| e.into_inner());
+                        std::mem::swap(&mut batch, &mut p.lines);
+                        p.closed
+                    };
+                    drained.notify_all();
+                    if !batch.is_empty() {
+                        if let Err(e) = out.write_all(&batch).and_then(|_| out.flush()) {
+                            eprintln!("vigil: cannot write alerts to stdout: {e}");
+                        }
+                        batch.clear();
                     }
-                    if let Err(e) = out.flush() {
-                        eprintln!("vigil: cannot write alerts to stdout: {e}");
+                    if closed
+                        && lock
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .lines
+                            .is_empty()
+                    {
+                        return;
                     }
                 }
             })
             .ok();
+        if thread.is_none() {
+            // Without its thread the sink writes directly; see `write`.
+            pending.0.lock().unwrap_or_else(|e| e.into_inner()).closed = true;
+        }
         AlertSink::Stdout(StdoutWriter {
-            lines: std::sync::Mutex::new(Some(tx)),
+            pending,
             thread: std::sync::Mutex::new(thread),
         })
     }
 
-    /// Hands over one alert line. It is never dropped: when the buffer is full, the review waits.
+    /// Hands over one alert line. It is never dropped.
     pub fn write(&self, line: String) {
         match self {
             AlertSink::Stdout(writer) => {
-                let sender = writer
-                    .lines
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .clone();
-                // Closed, or without its thread: write directly rather than lose the record.
-                match sender {
-                    Some(sender) => {
-                        if let Err(std::sync::mpsc::SendError(line)) = sender.send(line) {
-                            println!("{line}");
-                        }
-                    }
-                    None => println!("{line}"),
+                let (lock, drained) = &*writer.pending;
+                let mut p = lock.lock().unwrap_or_else(|e| e.into_inner());
+                while p.lines.len() > ALERT_BUFFER_MAX && !p.closed {
+                    p = drained.wait(p).unwrap_or_else(|e| e.into_inner());
                 }
+                if p.closed {
+                    // Closed, or without its thread: write directly rather than lose the record.
+                    drop(p);
+                    println!("{line}");
+                    return;
+                }
+                p.lines.extend_from_slice(line.as_bytes());
+                p.lines.push(b'\n');
             }
             AlertSink::Collect(lines) => lines.lock().unwrap_or_else(|p| p.into_inner()).push(line),
         }
@@ -180,10 +212,11 @@ impl AlertSink {
     pub fn close(&self) {
         if let AlertSink::Stdout(writer) = self {
             writer
-                .lines
+                .pending
+                .0
                 .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .take();
+                .unwrap_or_else(|e| e.into_inner())
+                .closed = true;
             if let Some(thread) = writer
                 .thread
                 .lock()
