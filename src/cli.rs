@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -341,7 +341,9 @@ fn check(args: &CheckArgs) -> u8 {
     };
     let mut errors = Vec::new();
     let mut objects = Vec::new();
+    let mut skipped = 0;
     for path in &args.paths {
+        let walked = Path::new(path).is_dir();
         let files = if path == "-" {
             vec![PathBuf::from("-")]
         } else {
@@ -363,7 +365,16 @@ fn check(args: &CheckArgs) -> u8 {
                 Ok(text) => {
                     let (found, errs) = manifest::read_objects(&name, &text);
                     objects.extend(found);
-                    errors.extend(errs.iter().map(ToString::to_string));
+                    for e in errs {
+                        // A directory holds more than manifests (Chart.yaml, values.yaml, reports);
+                        // what is not a Kubernetes object cannot make a workload, so it is counted, not
+                        // reported. A file named on the command line is reported.
+                        if walked && matches!(e, manifest::ManifestError::NotAnObject { .. }) {
+                            skipped += 1;
+                        } else {
+                            errors.push(e.to_string());
+                        }
+                    }
                 }
                 Err(e) => errors.push(e.to_string()),
             }
@@ -403,7 +414,7 @@ fn check(args: &CheckArgs) -> u8 {
         facts.as_ref(),
     );
     let out = match args.output {
-        CheckOutput::Text => text_report(&results, objects.len()),
+        CheckOutput::Text => text_report(&results, objects.len(), skipped),
         CheckOutput::Json => {
             serde_json::to_string_pretty(&results).expect("results serialize") + "\n"
         }
@@ -422,7 +433,7 @@ fn check(args: &CheckArgs) -> u8 {
     }
 }
 
-fn text_report(results: &[CheckResult], objects: usize) -> String {
+fn text_report(results: &[CheckResult], objects: usize, skipped: usize) -> String {
     let mut out = String::new();
     let (mut denied, mut flagged) = (0, 0);
     for r in results.iter().filter(|r| !r.violations.is_empty()) {
@@ -451,8 +462,13 @@ fn text_report(results: &[CheckResult], objects: usize) -> String {
             ));
         }
     }
+    let skipped = if skipped > 0 {
+        format!(" ({skipped} documents in directories skipped: not Kubernetes objects)")
+    } else {
+        String::new()
+    };
     out.push_str(&format!(
-        "{} objects read, {} workloads checked, {flagged} with violations, {denied} denied\n",
+        "{} objects read, {} workloads checked, {flagged} with violations, {denied} denied{skipped}\n",
         objects,
         results.len()
     ));

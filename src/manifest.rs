@@ -67,6 +67,11 @@ pub enum ManifestError {
     },
     #[error("{origin}: {message}")]
     Document { origin: Origin, message: String },
+    /// A document that is not a Kubernetes object at all (a list, a scalar, or a map with neither
+    /// `apiVersion` nor `kind`, such as a Helm `Chart.yaml`). `vigil check` skips these in files it finds by
+    /// walking a directory, and reports them in files it was given.
+    #[error("{origin}: {message}")]
+    NotAnObject { origin: Origin, message: String },
 }
 
 /// Kinds of the core, `apps` and `batch` groups. A kind of these groups that is not listed is a typo or a
@@ -507,13 +512,21 @@ fn read_value(
                 Value::Bool(_) => "a boolean",
                 _ => "not an object",
             };
-            errors.push(fail(
+            errors.push(ManifestError::NotAnObject {
                 origin,
-                format!("the document is {what}, not a Kubernetes object"),
-            ));
+                message: format!("the document is {what}, not a Kubernetes object"),
+            });
             return;
         }
     };
+    if !map.contains_key("apiVersion") && !map.contains_key("kind") {
+        errors.push(ManifestError::NotAnObject {
+            origin,
+            message: "the document has neither apiVersion nor kind: not a Kubernetes object"
+                .to_owned(),
+        });
+        return;
+    }
     let (Some(api_version), Some(kind)) = (field_str(&map, "apiVersion"), field_str(&map, "kind"))
     else {
         errors.push(fail(

@@ -79,6 +79,25 @@ fn every_rendered_chart_reads_and_flags_are_counted() {
     let _ = std::io::stderr().write_all(report.as_bytes());
 }
 
+#[test]
+fn the_whole_directory_reads_too() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/bitnami-rendered");
+    let out = Command::new(env!("CARGO_BIN_EXE_vigil"))
+        .arg("check")
+        .arg(&dir)
+        .output()
+        .expect("vigil runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.is_empty(), "{stderr}");
+    assert_eq!(out.status.code(), Some(0));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("280 workloads checked"), "{stdout}");
+    assert!(
+        stdout.contains("1 documents in directories skipped"),
+        "the render report is not a manifest: {stdout}"
+    );
+}
+
 fn violations_of<'a>(results: &'a [Value], kind: &str, name: &str) -> Vec<&'a Value> {
     results
         .iter()

@@ -151,6 +151,43 @@ fn check_reads_stdin_lists_and_directories() {
 }
 
 #[test]
+fn check_skips_what_is_not_an_object_in_directories_only() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("deploy.yaml"), PRIVILEGED_DEPLOYMENT).unwrap();
+    std::fs::write(
+        dir.path().join("report.json"),
+        r#"[{"chart": "x", "ok": true}]"#,
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("values.yaml"),
+        "replicaCount: 2\nimage: {tag: '1.0'}\n",
+    )
+    .unwrap();
+    let walked = vigil(&["check", &dir.path().display().to_string()], None);
+    assert_eq!(walked.code, 0, "{}", walked.stderr);
+    assert!(walked.stderr.is_empty(), "{}", walked.stderr);
+    assert!(
+        walked.stdout.contains("2 documents in directories skipped"),
+        "{}",
+        walked.stdout
+    );
+
+    let named = dir.path().join("report.json").display().to_string();
+    let run = vigil(&["check", &named], None);
+    assert_eq!(
+        run.code, 2,
+        "a file named on the command line must be a manifest"
+    );
+    assert!(
+        run.stderr
+            .contains("the document is a list, not a Kubernetes object"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
 fn check_names_file_document_and_field_on_bad_input() {
     let dir = tempfile::tempdir().unwrap();
     let manifest = temp_file(
