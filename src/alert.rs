@@ -75,12 +75,19 @@ fn is_zero(n: &usize) -> bool {
     *n == 0
 }
 
-/// The most characters of a name, an image or a message an alert carries.
+/// The most characters of a name or an image an alert carries.
 pub const MAX_TEXT_CHARS: usize = 256;
+/// The most characters of a message an alert carries: room for a long registry name and two digests.
+pub const MAX_MESSAGE_CHARS: usize = 1024;
 
 /// Shortens text that comes from an object (a container name, an image) to `MAX_TEXT_CHARS`.
 pub fn clip(text: &str) -> String {
     truncate_chars(text, MAX_TEXT_CHARS)
+}
+
+/// Shortens a message, which may quote text from the object, to `MAX_MESSAGE_CHARS`.
+pub fn clip_message(text: &str) -> String {
+    truncate_chars(text, MAX_MESSAGE_CHARS)
 }
 
 /// RFC 3339 with milliseconds, in UTC: `2026-11-22T15:04:05.123Z`.

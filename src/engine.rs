@@ -214,7 +214,7 @@ pub fn evaluate(policy: &Policy, request: &Request<'_>) -> Decision {
             container: container.map(|c| alert::clip(c.name())),
             image: container.and_then(|c| c.image_display()).map(alert::clip),
             field: finding.field,
-            message: alert::clip(&finding.message),
+            message: alert::clip_message(&finding.message),
             exemption: exemption.map(|e| e.name.clone()),
             existing,
         });
