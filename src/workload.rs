@@ -261,9 +261,9 @@ pub struct PodSecurityContext {
     #[serde(default, rename = "seLinuxOptions")]
     pub se_linux_options: Option<SeLinuxOptions>,
     #[serde(default)]
-    pub seccomp_profile: Option<SeccompProfile>,
+    pub seccomp_profile: Option<SecurityProfile>,
     #[serde(default)]
-    pub app_armor_profile: Option<AppArmorProfile>,
+    pub app_armor_profile: Option<SecurityProfile>,
     #[serde(default, deserialize_with = "nullable")]
     pub sysctls: Vec<Sysctl>,
     #[serde(default)]
@@ -313,9 +313,9 @@ pub struct SecurityContext {
     #[serde(default, rename = "seLinuxOptions")]
     pub se_linux_options: Option<SeLinuxOptions>,
     #[serde(default)]
-    pub seccomp_profile: Option<SeccompProfile>,
+    pub seccomp_profile: Option<SecurityProfile>,
     #[serde(default)]
-    pub app_armor_profile: Option<AppArmorProfile>,
+    pub app_armor_profile: Option<SecurityProfile>,
     #[serde(default)]
     pub windows_options: Option<WindowsOptions>,
 }
@@ -340,18 +340,19 @@ pub struct SeLinuxOptions {
     pub role: Option<String>,
 }
 
-/// `seccompProfile`.
+/// `seccompProfile` or `appArmorProfile`: both name a profile by `type`.
 #[derive(Debug, Clone, Default, Deserialize)]
-pub struct SeccompProfile {
+pub struct SecurityProfile {
     #[serde(default, rename = "type")]
     pub type_: Option<String>,
 }
 
-/// `appArmorProfile`.
-#[derive(Debug, Clone, Default, Deserialize)]
-pub struct AppArmorProfile {
-    #[serde(default, rename = "type")]
-    pub type_: Option<String>,
+impl SecurityProfile {
+    /// Whether the profile confines: `RuntimeDefault` or `Localhost`, the values Pod Security allows for both
+    /// seccomp and AppArmor. `Unconfined`, an empty or a missing type do not.
+    pub fn confines(&self) -> bool {
+        matches!(self.type_.as_deref(), Some("RuntimeDefault" | "Localhost"))
+    }
 }
 
 /// `windowsOptions`.

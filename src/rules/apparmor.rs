@@ -9,7 +9,6 @@
 //! be empty, `runtime/default` or `localhost/*`.
 
 use super::{CheckContext, DefaultMode, Finding, PodView, Rule, RuleId, RuleProfile, Severity};
-use crate::workload::AppArmorProfile;
 
 pub const RULE: Rule = Rule {
     id: RuleId::AppArmor,
@@ -24,20 +23,13 @@ pub const RULE: Rule = Rule {
 
 const ANNOTATION_PREFIX: &str = "container.apparmor.security.beta.kubernetes.io/";
 
-fn allowed(profile: &AppArmorProfile) -> bool {
-    matches!(
-        profile.type_.as_deref(),
-        Some("RuntimeDefault" | "Localhost")
-    )
-}
-
 fn check(pod: &PodView<'_>, _: &CheckContext<'_>, out: &mut Vec<Finding>) {
     let spec = &pod.workload.spec;
     if let Some(p) = spec
         .security_context
         .as_ref()
         .and_then(|s| s.app_armor_profile.as_ref())
-        .filter(|p| !allowed(p))
+        .filter(|p| !p.confines())
     {
         out.push(pod.pod_finding(
             RuleId::AppArmor,
@@ -55,7 +47,7 @@ fn check(pod: &PodView<'_>, _: &CheckContext<'_>, out: &mut Vec<Finding>) {
             .security_context
             .as_ref()
             .and_then(|s| s.app_armor_profile.as_ref());
-        if let Some(p) = profile.filter(|p| !allowed(p)) {
+        if let Some(p) = profile.filter(|p| !p.confines()) {
             out.push(pod.container_finding(
                 RuleId::AppArmor,
                 i,

@@ -10,7 +10,7 @@
 
 use super::{CheckContext, DefaultMode, Finding, PodView, Rule, RuleId, RuleProfile, Severity};
 use crate::policy::Profile;
-use crate::workload::SeccompProfile;
+use crate::workload::SecurityProfile;
 
 pub const RULE: Rule = Rule {
     id: RuleId::Seccomp,
@@ -23,13 +23,6 @@ pub const RULE: Rule = Rule {
     check,
 };
 
-fn allowed(profile: &SeccompProfile) -> bool {
-    matches!(
-        profile.type_.as_deref(),
-        Some("RuntimeDefault" | "Localhost")
-    )
-}
-
 fn check(pod: &PodView<'_>, cx: &CheckContext<'_>, out: &mut Vec<Finding>) {
     let require = cx.profile == Profile::Restricted && !pod.is_windows();
     let pod_profile = pod
@@ -38,7 +31,7 @@ fn check(pod: &PodView<'_>, cx: &CheckContext<'_>, out: &mut Vec<Finding>) {
         .security_context
         .as_ref()
         .and_then(|s| s.seccomp_profile.as_ref());
-    if let Some(profile) = pod_profile.filter(|p| !allowed(p)) {
+    if let Some(profile) = pod_profile.filter(|p| !p.confines()) {
         out.push(pod.pod_finding(
             RuleId::Seccomp,
             "securityContext.seccompProfile.type",
@@ -49,7 +42,7 @@ fn check(pod: &PodView<'_>, cx: &CheckContext<'_>, out: &mut Vec<Finding>) {
             ),
         ));
     }
-    let pod_ok = pod_profile.is_some_and(allowed);
+    let pod_ok = pod_profile.is_some_and(SecurityProfile::confines);
     for (i, c) in pod.iter() {
         let profile = c
             .container
@@ -57,7 +50,7 @@ fn check(pod: &PodView<'_>, cx: &CheckContext<'_>, out: &mut Vec<Finding>) {
             .as_ref()
             .and_then(|s| s.seccomp_profile.as_ref());
         let message = match profile {
-            Some(p) if !allowed(p) => format!(
+            Some(p) if !p.confines() => format!(
                 "container {:?} sets seccomp profile {:?}",
                 c.name(),
                 p.type_.as_deref().unwrap_or_default()
