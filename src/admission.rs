@@ -122,6 +122,17 @@ struct RequestEnvelope<'a> {
     dry_run: Option<bool>,
 }
 
+impl RequestEnvelope<'_> {
+    /// Who sent the request, as the alert records it.
+    fn user(&self) -> UserRef {
+        let user = self.user_info.as_ref();
+        UserRef {
+            username: user.and_then(|u| u.username.clone()).unwrap_or_default(),
+            groups: user.and_then(|u| u.groups.clone()).unwrap_or_default(),
+        }
+    }
+}
+
 /// The envelope read in one pass: when the request's `kind` comes before its objects, as the API server
 /// writes it, the objects are decoded as that kind on the way instead of being scanned twice. Anything
 /// unusual (an error anywhere, objects before the kind) is left to the plain `Envelope`, which reports
@@ -676,19 +687,7 @@ impl Pending<'_> {
         if !self.policy.needs_registry() {
             return Vec::new();
         }
-        let mut out: Vec<(String, ImageRef)> = Vec::new();
-        for c in self.object.containers() {
-            let Some(raw) = c.container.image.as_deref() else {
-                continue;
-            };
-            if out.iter().any(|(r, _)| r == raw) {
-                continue;
-            }
-            if let Ok(image) = ImageRef::parse(raw) {
-                out.push((raw.to_owned(), image));
-            }
-        }
-        out
+        crate::registry::images_to_look_up([&self.object])
     }
 
     /// The policy this review runs under.
@@ -715,11 +714,7 @@ impl Pending<'_> {
             "" => object.metadata.namespace.clone().unwrap_or_default(),
             ns => ns.to_owned(),
         };
-        let user = request.user_info.as_ref();
-        let user = UserRef {
-            username: user.and_then(|u| u.username.clone()).unwrap_or_default(),
-            groups: user.and_then(|u| u.groups.clone()).unwrap_or_default(),
-        };
+        let user = request.user();
         let decision = engine::evaluate(
             policy,
             &engine::Request {
@@ -851,11 +846,7 @@ fn policy_edit(
         namespace: policy_configmap.namespace.clone(),
         name: policy_configmap.name.clone(),
     };
-    let user = request.user_info.as_ref();
-    let user = UserRef {
-        username: user.and_then(|u| u.username.clone()).unwrap_or_default(),
-        groups: user.and_then(|u| u.groups.clone()).unwrap_or_default(),
-    };
+    let user = request.user();
     let denial = judgement.denial(&object.describe());
     let decision = if denial.is_some() {
         "denied"
@@ -940,12 +931,8 @@ struct AnnotationRecord<'a> {
     user: UserRef,
     violations: Vec<AnnotatedViolation<'a>>,
     /// Violations left out past `alert::MAX_RECORD_VIOLATIONS`.
-    #[serde(default, skip_serializing_if = "is_zero")]
+    #[serde(default, skip_serializing_if = "alert::is_zero")]
     omitted: usize,
-}
-
-fn is_zero(n: &usize) -> bool {
-    *n == 0
 }
 
 /// The parts of a violation kept in the annotation.

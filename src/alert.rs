@@ -71,7 +71,8 @@ pub fn bounded(violations: &[Violation]) -> (&[Violation], usize) {
     (&violations[..shown], violations.len() - shown)
 }
 
-fn is_zero(n: &usize) -> bool {
+/// For `skip_serializing_if`: a count of zero is left out.
+pub(crate) fn is_zero(n: &usize) -> bool {
     *n == 0
 }
 

@@ -381,20 +381,8 @@ fn check(args: &CheckArgs) -> u8 {
         }
     }
     let facts = if args.resolve && policy.needs_registry() {
-        let mut images: Vec<(String, ImageRef)> = Vec::new();
-        for c in objects
-            .iter()
-            .filter_map(|o| o.workload.as_ref())
-            .flat_map(|w| w.containers())
-        {
-            let Some(raw) = c.container.image.as_deref() else {
-                continue;
-            };
-            if let (false, Ok(image)) = (images.iter().any(|(r, _)| r == raw), ImageRef::parse(raw))
-            {
-                images.push((raw.to_owned(), image));
-            }
-        }
+        let images =
+            crate::registry::images_to_look_up(objects.iter().filter_map(|o| o.workload.as_ref()));
         match resolve_images(&policy, &args.registry, images) {
             Ok(facts) => Some(facts),
             Err(e) => {

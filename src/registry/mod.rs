@@ -12,6 +12,9 @@ use std::sync::Arc;
 
 use clap::Args;
 
+use crate::image::ImageRef;
+use crate::workload::Workload;
+
 pub use resolver::{LookupMetrics, Resolver, ResolverConfig};
 
 /// What a registry said about one image.
@@ -54,6 +57,25 @@ impl RegistryFacts {
     pub fn get(&self, image: &str) -> Option<&Lookup> {
         self.by_image.get(image)
     }
+}
+
+/// The images of `workloads` to look up: each container image that parses, once, as the pod spec writes it.
+pub fn images_to_look_up<'a>(
+    workloads: impl IntoIterator<Item = &'a Workload>,
+) -> Vec<(String, ImageRef)> {
+    let mut out: Vec<(String, ImageRef)> = Vec::new();
+    for c in workloads.into_iter().flat_map(Workload::containers) {
+        let Some(raw) = c.container.image.as_deref() else {
+            continue;
+        };
+        if out.iter().any(|(r, _)| r == raw) {
+            continue;
+        }
+        if let Ok(image) = ImageRef::parse(raw) {
+            out.push((raw.to_owned(), image));
+        }
+    }
+    out
 }
 
 /// Registry access flags, shared by `serve`, `check --resolve` and `review`.
