@@ -818,3 +818,161 @@ fn the_move_to_enforce_as_the_readme_tells_it() {
         "{general}"
     );
 }
+
+/// The ```sh blocks of the README section whose heading is `heading`, each as one script.
+fn readme_blocks(heading: &str) -> Vec<String> {
+    let text = readme();
+    let start = text
+        .find(&format!("\n{heading}\n"))
+        .unwrap_or_else(|| panic!("the README has no section {heading}"));
+    let section = &text[start + heading.len() + 2..];
+    let section = &section[..section.find("\n## ").unwrap_or(section.len())];
+    let mut blocks = Vec::new();
+    let mut lines = section.lines();
+    while let Some(line) = lines.next() {
+        if line.trim() == "```sh" {
+            let indent = line.len() - line.trim_start().len();
+            let block: Vec<&str> = lines
+                .by_ref()
+                .take_while(|l| l.trim() != "```")
+                .map(|l| l.get(indent..).unwrap_or(l.trim()))
+                .collect();
+            blocks.push(block.join("\n"));
+        }
+    }
+    blocks
+}
+
+/// The block of `blocks` that starts with `first`.
+fn block_starting(blocks: &[String], first: &str) -> String {
+    blocks
+        .iter()
+        .find(|b| b.starts_with(first))
+        .unwrap_or_else(|| panic!("the README has no command block starting with {first:?}"))
+        .clone()
+}
+
+/// Lines of a README block that cannot run here, said by name: there is no container engine (docker) and
+/// no kubelet (no pod runs, so it has no logs).
+fn runnable(block: &str) -> String {
+    block
+        .lines()
+        .filter(|line| {
+            let skip = line.starts_with("docker ") || line.starts_with("kubectl -n vigil logs");
+            if skip {
+                eprintln!(
+                    "cluster: NOT RUN (no container engine or kubelet on this machine): {line}"
+                );
+            }
+            !skip
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[test]
+fn the_readme_helm_install_works_as_written() {
+    let cluster = Cluster::start();
+    cluster.namespace("team-a");
+    let blocks = readme_blocks("## Install with Helm");
+
+    // With Helm.
+    let install = block_starting(&blocks, "docker build");
+    shell(&cluster, &runnable(&install)).ok();
+    let webhook = Webhook::start(&cluster, NAMESPACE, RELEASE);
+    let deployment = cluster
+        .kubectl(&[
+            "-n",
+            NAMESPACE,
+            "get",
+            "deployment",
+            RELEASE,
+            "-o",
+            "jsonpath={.spec.template.spec.containers[0].image}",
+        ])
+        .ok()
+        .to_string();
+    assert_eq!(deployment, "registry.corp.example/vigil:0.1.0");
+    apply(
+        &cluster,
+        &workload(
+            "Deployment",
+            "apps/v1",
+            "team-a",
+            "escape",
+            escaping_pod_spec(),
+        ),
+        &[],
+    )
+    .ok();
+    let alert = webhook.alert_for("Deployment", "team-a", "escape", "CREATE");
+    assert_eq!(alert["decision"], "allowed", "audit mode admits: {alert}");
+
+    // The check of what enforce would deny today, with the vigil binary on the PATH.
+    let check = block_starting(&blocks, "kubectl -n vigil logs");
+    let bin_dir = std::path::Path::new(env!("CARGO_BIN_EXE_vigil"))
+        .parent()
+        .unwrap()
+        .display()
+        .to_string();
+    let out = shell(
+        &cluster,
+        &format!("export PATH=\"{bin_dir}:$PATH\"\n{}", runnable(&check)),
+    );
+    assert_eq!(
+        out.code,
+        Some(1),
+        "vigil check exits 1 when enforce would deny: {}\n{}",
+        out.stdout,
+        out.stderr
+    );
+    assert!(
+        out.stdout.contains("Deployment team-a/escape: denied"),
+        "{}",
+        out.stdout
+    );
+
+    let uninstall = "helm uninstall vigil -n vigil";
+    assert_in_readme(uninstall);
+    shell(&cluster, uninstall).ok();
+    assert!(
+        cluster
+            .kubectl(&["get", "validatingwebhookconfiguration", RELEASE])
+            .code
+            != Some(0)
+    );
+}
+
+#[test]
+fn the_readme_plain_manifests_work_as_written() {
+    let cluster = Cluster::start();
+    cluster.namespace("team-a");
+    let blocks = readme_blocks("## Install with Helm");
+    // Without Helm: the plain manifests, with a certificate from certs/gen-certs.sh.
+    shell(
+        &cluster,
+        &block_starting(&blocks, "kubectl create namespace vigil"),
+    )
+    .ok();
+    let webhook = Webhook::start(&cluster, NAMESPACE, "vigil");
+    apply(
+        &cluster,
+        &workload("Pod", "v1", "team-a", "escape", escaping_pod_spec()),
+        &[],
+    )
+    .ok();
+    let alert = webhook.alert_for("Pod", "team-a", "escape", "CREATE");
+    assert!(
+        rules_of(&alert).contains(&"privileged".to_string()),
+        "{alert}"
+    );
+    let remove = "kubectl delete -f manifests/";
+    assert_in_readme(remove);
+    shell(&cluster, remove).ok();
+    assert!(
+        cluster
+            .kubectl(&["get", "validatingwebhookconfiguration", "vigil"])
+            .code
+            != Some(0)
+    );
+}
