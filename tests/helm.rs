@@ -275,7 +275,7 @@ fn validate(name: &str, yaml: &str) -> Vec<String> {
     let file = dir.path().join("render.yaml");
     std::fs::write(&file, yaml).unwrap();
     let out = run(Command::new(cached_tool("venv/bin/kubernetes-validate"))
-        .args(["--strict", "-k", "1.27.0", "-k", "1.37.0"])
+        .args(["--strict", "-k", "1.34.0", "-k", "1.37.0"])
         .arg(&file));
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     let mut failures: Vec<String> = text

@@ -339,6 +339,12 @@ impl Cluster {
             Duration::from_secs(30),
             || (cluster.kubectl(&["get", "clusterrole", "edit"]).code == Some(0)).then_some(()),
         );
+        let version = cluster.kubectl(&["get", "--raw", "/version"]).json();
+        assert_eq!(
+            version["gitVersion"],
+            format!("v{}", kubernetes_version()),
+            "the API server reports the version under test"
+        );
         eprintln!(
             "cluster: kube-apiserver {} and etcd ready in {:.1} s",
             kubernetes_version(),
