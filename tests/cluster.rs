@@ -976,3 +976,60 @@ fn the_readme_plain_manifests_work_as_written() {
             != Some(0)
     );
 }
+
+#[test]
+fn helm_upgrade_keeps_the_certificate_the_api_server_trusts() {
+    let cluster = Cluster::start();
+    install(&cluster, &[]);
+    let ca_of = || {
+        cluster
+            .kubectl(&[
+                "-n",
+                NAMESPACE,
+                "get",
+                "secret",
+                "vigil-tls",
+                "-o",
+                "jsonpath={.data.ca\\.crt}",
+            ])
+            .ok()
+            .to_string()
+    };
+    let first = ca_of();
+    assert!(!first.is_empty());
+    let mut webhook = Webhook::start(&cluster, NAMESPACE, RELEASE);
+    cluster.namespace("team-a");
+
+    // The upgrade's `lookup` finds the Secret and keeps it, and every caBundle with it.
+    upgrade(&cluster, &["--set", "policy.mode=enforce"]);
+    assert_eq!(ca_of(), first, "the CA survives an upgrade");
+    for kind in [
+        "validatingwebhookconfiguration",
+        "mutatingwebhookconfiguration",
+    ] {
+        let config = cluster
+            .kubectl(&["get", kind, RELEASE, "-o", "json"])
+            .json();
+        for hook in config["webhooks"].as_array().unwrap() {
+            assert_eq!(
+                hook["clientConfig"]["caBundle"],
+                first.as_str(),
+                "{kind} {}",
+                hook["name"]
+            );
+        }
+    }
+    // Vigil, restarted on the same Secret, is still trusted: the API server's call gets its denial.
+    webhook.stop();
+    webhook.sync(&cluster);
+    webhook.spawn();
+    let message = denied(&apply(
+        &cluster,
+        &workload("Pod", "v1", "team-a", "escape", escaping_pod_spec()),
+        &[],
+    ));
+    assert!(
+        message.contains("denied the request: Pod team-a/escape"),
+        "{message}"
+    );
+}
