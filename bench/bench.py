@@ -29,6 +29,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "bench"
 VIGIL = Path(os.environ.get("BENCH_VIGIL_BIN") or ROOT / "target" / "release" / "vigil")
+REVIEWS = ROOT / "tests" / "data" / "reviews"  # this project's own recordings from a real kube-apiserver
 CONSTANT = Path(os.environ.get("BENCH_CONSTANT_BIN") or ROOT / "target" / "release" / "examples" / "constant_server")
 H2LOAD = os.environ.get("H2LOAD", "h2load")
 
@@ -297,13 +298,13 @@ def make_inputs():
     inputs_dir = WORK / "inputs"
     inputs_dir.mkdir(parents=True, exist_ok=True)
     pod10 = inputs_dir / "review-pod-10-containers.json"
-    template = json.loads((ROOT / "examples" / "review-privileged-pod.json").read_text())
+    template = json.loads((REVIEWS / "pod-create.kube-apiserver-1.36.json").read_text())
     # Compact, as the API server sends it.
     pod10.write_text(json.dumps(pod10_review(template), separators=(",", ":")) + "\n")
     return [
-        Input("deployment", "Deployment (sample)", ROOT / "examples" / "review-deployment.json", True),
+        Input("deployment", "Deployment (sample)", REVIEWS / "deployment-create.kube-apiserver-1.36.json", True),
         Input("pod10", "Pod, 10 containers", pod10, True),
-        Input("privileged", "Privileged pod", ROOT / "examples" / "review-privileged-pod.json", False),
+        Input("privileged", "Privileged pod", REVIEWS / "pod-create-privileged.DERIVED.json", False),
     ]
 
 

@@ -17,7 +17,7 @@ use tokio_rustls::TlsAcceptor;
 use vigil::server::listener::{self, Timeouts};
 use vigil::server::tls::{self, CertStore, ServingCert};
 
-const RESPONSE: &str = r#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","response":{"uid":"307362f8-ffb1-481a-9ce7-7e6192fbc699","allowed":true}}"#;
+const RESPONSE: &str = r#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","response":{"uid":"1f753358-cc2a-432f-9c59-95e9b7250715","allowed":true}}"#;
 
 #[tokio::main]
 async fn main() {

@@ -1,4 +1,4 @@
-//! The engine's cost on one typical Deployment (a real AdmissionReview captured on minikube), under a policy
+//! The engine's cost on one typical Deployment (an AdmissionReview recorded from a real kube-apiserver), under a policy
 //! with registry rules: evaluation of the parsed object, and the whole review from bytes to response bytes.
 
 use std::hint::black_box;
@@ -10,9 +10,8 @@ use vigil::engine::{self, Operation};
 use vigil::policy::Policy;
 use vigil::workload::{Workload, WorkloadKind};
 
-const REVIEW: &str = include_str!(
-    "../tests/data/admissionreview/real/deployment-create.minikube.kubewarden-echo.json"
-);
+const REVIEW: &str =
+    include_str!("../tests/data/reviews/deployment-create.kube-apiserver-1.36.json");
 /// A 23 KiB Pod with 10 containers, as `bench/bench.py` generates it.
 const POD10: &str = include_str!("data/review-pod-10-containers.json");
 

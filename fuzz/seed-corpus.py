@@ -1,19 +1,22 @@
 #!/usr/bin/env python3
-"""Builds the fuzz corpora in fuzz/corpus/<target>/ from the project's test data and fuzz/seeds/.
+"""Builds the fuzz corpora in fuzz/corpus/<target>/ from fuzz/seeds/, the project's recorded reviews, and the
+shared test corpora (VIGIL_CORPORA, else ../shared/corpora beside the project; skipped with a note if absent).
 
 The corpora are not committed (libFuzzer grows them); this script makes them again from scratch. It needs
-only Python 3; when PyYAML is installed, the YAML pods of tests/data/psa also seed the `workload` target.
+only Python 3; when PyYAML is installed, the YAML pods of the corpus psa/ also seed the `workload` target.
 Run it from anywhere: `python3 fuzz/seed-corpus.py`.
 """
 
 import hashlib
 import json
+import os
 import pathlib
 import sys
 
 FUZZ = pathlib.Path(__file__).resolve().parent
 ROOT = FUZZ.parent
-DATA = ROOT / "tests" / "data"
+REVIEWS = ROOT / "tests" / "data" / "reviews"
+CORPORA = pathlib.Path(os.environ.get("VIGIL_CORPORA") or ROOT.parent / "shared" / "corpora")
 TARGETS = ["review", "workload", "policy", "image", "manifest"]
 KINDS = ["Pod", "Deployment", "ReplicaSet", "StatefulSet", "DaemonSet", "Job", "CronJob",
          "ReplicationController", "PodTemplate"]  # the order of WorkloadKind::ALL
@@ -41,7 +44,11 @@ def main():
             put(t, seed.read_bytes())
 
     # Captured AdmissionReviews: whole bodies for `review`, their objects for `workload` and `manifest`.
-    reviews = sorted((DATA / "admissionreview").rglob("*.json")) + sorted((ROOT / "examples").glob("*.json"))
+    reviews = sorted(REVIEWS.glob("*.json"))
+    if not CORPORA.is_dir():
+        print(f"no shared corpora at {CORPORA} (set VIGIL_CORPORA): seeding from fuzz/seeds and "
+              "tests/data/reviews only", file=sys.stderr)
+    reviews += sorted((CORPORA / "admissionreview").rglob("*.json"))
     for path in reviews:
         if path.name == "INDEX.json":
             continue
@@ -61,7 +68,7 @@ def main():
     except ImportError:
         yaml = None
         print("PyYAML not installed: the psa pods seed `manifest` only", file=sys.stderr)
-    for path in sorted((DATA / "psa").rglob("*.yaml")):
+    for path in sorted((CORPORA / "psa").rglob("*.yaml")):
         text = path.read_text()
         put("manifest", text)
         if yaml is not None:
@@ -70,12 +77,13 @@ def main():
                     put("workload", bytes([KINDS.index(doc["kind"])]) + json.dumps(doc).encode())
 
     # A few small Helm renders (the corpus has many; the small ones carry the same shapes).
-    renders = sorted((DATA / "bitnami-rendered").glob("*.yaml"), key=lambda p: p.stat().st_size)
+    renders = sorted((CORPORA / "benign" / "bitnami-rendered").glob("*.yaml"), key=lambda p: p.stat().st_size)
     for path in renders[:12]:
         put("manifest", path.read_text())
 
     # Image reference vectors, each paired with a pattern.
-    vectors = json.loads((DATA / "imageref" / "vectors.json").read_text())
+    vectors_file = CORPORA / "imageref" / "vectors.json"
+    vectors = json.loads(vectors_file.read_text()) if vectors_file.exists() else {"vectors": [], "regexp": []}
     inputs = [v["input"] for v in vectors["vectors"]] + [v["input"] for v in vectors["regexp"]]
     for i, value in enumerate(inputs):
         put("image", f"{value}\n{PATTERNS[i % len(PATTERNS)]}")

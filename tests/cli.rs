@@ -1,5 +1,7 @@
 //! The offline commands, run as the real binary: check, review, policy validate/default, rules.
 
+mod corpus;
+
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -240,34 +242,29 @@ fn check_emits_one_policy_report_per_namespace() {
     assert_eq!(reports[1]["summary"]["pass"].as_u64(), Some(1));
 }
 
-/// The AdmissionReviews of tests/data/admissionreview, with what their index says about them.
-fn reviews() -> Vec<(PathBuf, Value)> {
-    let index: Value =
-        serde_json::from_str(&std::fs::read_to_string(data("admissionreview/INDEX.json")).unwrap())
-            .unwrap();
-    let mut out = Vec::new();
-    for entries in index.as_object().unwrap().values() {
-        for entry in entries.as_array().unwrap() {
-            out.push((
-                data(&format!(
-                    "admissionreview/{}",
-                    entry["file"].as_str().unwrap()
-                )),
-                entry.clone(),
-            ));
-        }
-    }
-    assert_eq!(out.len(), 14, "12 real reviews and 2 derived ones");
-    out
+#[test]
+fn review_answers_every_recorded_request_with_its_uid() {
+    let files = corpus::review_files(&data("reviews"));
+    assert_eq!(files.len(), 8, "6 recordings and 2 derived reviews");
+    review_answers_with_uid(&files);
 }
 
 #[test]
-fn review_answers_every_captured_request_with_its_uid() {
-    for (path, entry) in reviews() {
+fn review_answers_every_captured_request_of_the_corpus_with_its_uid() {
+    let test = "cli::review_answers_every_captured_request_of_the_corpus_with_its_uid";
+    let Some(files) = corpus::captured_reviews(test) else {
+        return;
+    };
+    review_answers_with_uid(&files);
+}
+
+/// `vigil review` answers each file with a well-formed response echoing its uid; DELETE and pods/status at
+/// once.
+fn review_answers_with_uid(files: &[PathBuf]) {
+    for path in files {
         let run = vigil(&["review", &path.display().to_string()], None);
         assert_eq!(run.code, 0, "{}: {}", path.display(), run.stderr);
-        let request: Value =
-            serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        let request: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
         let response: Value =
             serde_json::from_str(&run.stdout).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         assert_eq!(response["apiVersion"], "admission.k8s.io/v1");
@@ -280,7 +277,8 @@ fn review_answers_every_captured_request_with_its_uid() {
         );
         assert!(response["response"]["allowed"].is_boolean());
 
-        let at_once = entry["operation"] == "DELETE" || entry["subResource"] == "status";
+        let at_once = request["request"]["operation"] == "DELETE"
+            || request["request"]["subResource"] == "status";
         if at_once {
             assert_eq!(
                 response["response"],
@@ -296,7 +294,7 @@ fn review_answers_every_captured_request_with_its_uid() {
 fn review_denies_privileged_pods_under_enforce() {
     let dir = tempfile::tempdir().unwrap();
     let policy = temp_file(&dir, "policy.yaml", ENFORCE);
-    let path = data("admissionreview/real/pod-create.pod-with-privileged-containers.json");
+    let path = data("reviews/pod-create-privileged.DERIVED.json");
     let run = vigil(
         &["review", "--policy", &policy, &path.display().to_string()],
         None,
@@ -307,7 +305,7 @@ fn review_denies_privileged_pods_under_enforce() {
     assert_eq!(r["allowed"], false);
     assert_eq!(r["status"]["code"], 403);
     let message = r["status"]["message"].as_str().unwrap();
-    assert!(message.starts_with("Pod default/"), "{message}");
+    assert!(message.starts_with("Pod svc-test/bad-eps "), "{message}");
     assert!(message.contains("[privileged]"), "{message}");
     let alert: Value =
         serde_json::from_str(r["auditAnnotations"]["alert"].as_str().unwrap()).unwrap();
@@ -323,7 +321,7 @@ fn review_denies_privileged_pods_under_enforce() {
 
 #[test]
 fn review_records_kubectl_debug() {
-    let path = data("admissionreview/derived/pod-ephemeralcontainers.privileged.DERIVED.json");
+    let path = data("reviews/pod-ephemeralcontainers-update.kube-apiserver-1.36.json");
     let run = vigil(&["review", &path.display().to_string()], None);
     let response: Value = serde_json::from_str(&run.stdout).unwrap();
     let alert: Value = serde_json::from_str(
@@ -339,7 +337,12 @@ fn review_records_kubectl_debug() {
         .map(|v| v["rule"].as_str().unwrap())
         .collect();
     assert!(rules.contains(&"ephemeral-containers"), "{rules:?}");
-    assert!(rules.contains(&"privileged"), "{rules:?}");
+    let debugger = &alert["violations"][rules
+        .iter()
+        .position(|r| *r == "ephemeral-containers")
+        .unwrap()];
+    assert_eq!(debugger["container"], "debugger-2lklf", "{debugger}");
+    assert_eq!(debugger["field"], "spec.ephemeralContainers[0]");
 }
 
 #[test]

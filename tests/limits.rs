@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use common::{Client, Server, read_data, sample, write};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-const REVIEW: &str = "admissionreview/real/pod-create.kind.kyverno.json";
+const REVIEW: &str = "reviews/pod-create.kube-apiserver-1.36.json";
 
 /// A TLS connection that has finished its handshake and sends nothing.
 async fn idle_connection(
@@ -64,8 +64,10 @@ async fn a_full_house_sheds_load_fast_instead_of_queueing() {
         args.max_in_flight = 2;
     })
     .await;
-    let stuck =
-        read_data(REVIEW).replace("hello-world:latest", &format!("{silent_addr}/stuck/app:1"));
+    let stuck = read_data(REVIEW).replace(
+        r#""image": "nginx""#,
+        &format!(r#""image": "{silent_addr}/stuck/app:1""#),
+    );
     let mut slow = Vec::new();
     for _ in 0..2 {
         let mut client = server.client().await;

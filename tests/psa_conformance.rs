@@ -1,8 +1,9 @@
-//! Conformance with Kubernetes Pod Security Admission: every fixture of v1.37 (tests/data/psa) must be
+//! Conformance with Kubernetes Pod Security Admission: every fixture of v1.37 (the corpus `psa/`) must be
 //! denied or admitted exactly as PSA decides, under the conformance policy of DESIGN.md.
 
+mod corpus;
+
 use std::io::Write;
-use std::path::Path;
 
 use serde::Deserialize;
 use time::OffsetDateTime;
@@ -27,7 +28,10 @@ fn conformance_policy(level: &str) -> Policy {
 
 #[test]
 fn agrees_with_pod_security_admission() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/psa");
+    let Some(root) = corpus::corpus("psa_conformance::agrees_with_pod_security_admission", "psa")
+    else {
+        return;
+    };
     let index = std::fs::read_to_string(root.join("index.jsonl")).expect("index.jsonl");
     let now = OffsetDateTime::now_utc();
     let (mut agree, mut disagree) = (0, Vec::new());

@@ -396,7 +396,7 @@ async fn certificates_rotate_for_new_connections_only() {
         args.reload_interval = Duration::from_millis(200);
     })
     .await;
-    let review = common::read_data("admissionreview/real/pod-create.kind.kyverno.json");
+    let review = common::read_data("reviews/pod-create.kube-apiserver-1.36.json");
     let mut old_conn = Client::connect(server.addr(), &ca.pem, None).await.unwrap();
     assert_eq!(old_conn.peer_serial, "11");
 

@@ -1,8 +1,10 @@
 //! The real server over real TLS: every captured review, decisions, /mutate, bad input, mTLS and metrics.
 
 mod common;
+mod corpus;
 
 use std::io::Write as _;
+use std::path::PathBuf;
 use std::process::Command;
 
 use common::{Client, Server, read_data, sample, write};
@@ -10,22 +12,6 @@ use serde_json::{Value, json};
 use tokio::io::AsyncWriteExt;
 
 const ENFORCE_PRIVILEGED: &str = "apiVersion: vigil.dev/v1alpha1\nkind: Policy\nmode: audit\nrules:\n  privileged: enforce\n  image-tag: warn\n  host-path: audit\n";
-
-/// Every review file of tests/data/admissionreview.
-fn review_files() -> Vec<String> {
-    let mut files = Vec::new();
-    for dir in ["admissionreview/real", "admissionreview/derived"] {
-        for entry in std::fs::read_dir(common::data(dir)).unwrap() {
-            files.push(format!(
-                "{dir}/{}",
-                entry.unwrap().file_name().to_string_lossy()
-            ));
-        }
-    }
-    files.sort();
-    assert_eq!(files.len(), 14);
-    files
-}
 
 /// Drops the parts of a response that differ between two answers to one review: the alert's time.
 fn without_time(mut response: Value) -> Value {
@@ -37,16 +23,35 @@ fn without_time(mut response: Value) -> Value {
     response
 }
 
+/// This project's own recordings from a real kube-apiserver, and the reviews derived from them.
 #[tokio::test]
-async fn every_captured_review_gets_the_answer_vigil_review_gives() {
+async fn every_recorded_review_gets_the_answer_vigil_review_gives() {
+    let files = corpus::review_files(&common::data("reviews"));
+    assert_eq!(files.len(), 8, "6 recordings and 2 derived reviews");
+    served_equals_offline(&files).await;
+}
+
+/// The reviews other projects captured from their clusters (the corpus `admissionreview/`).
+#[tokio::test]
+async fn every_captured_review_of_the_corpus_gets_the_answer_vigil_review_gives() {
+    let test = "server::every_captured_review_of_the_corpus_gets_the_answer_vigil_review_gives";
+    let Some(files) = corpus::captured_reviews(test) else {
+        return;
+    };
+    served_equals_offline(&files).await;
+}
+
+/// Sends each review to the real server and to `vigil review`: both answers must be the same.
+async fn served_equals_offline(files: &[PathBuf]) {
     let server = Server::start(|args, dir| {
         args.policy = Some(write(dir, "policy.yaml", ENFORCE_PRIVILEGED))
     })
     .await;
     let policy = server.dir.path().join("policy.yaml");
     let mut client = server.client().await;
-    for file in review_files() {
-        let body = read_data(&file);
+    for path in files {
+        let file = path.display();
+        let body = std::fs::read_to_string(path).unwrap();
         let reply = client.review("/validate", &body).await;
         assert_eq!(reply.status, 200, "{file}: {}", reply.body);
         assert_eq!(reply.content_type, "application/json");
@@ -62,7 +67,7 @@ async fn every_captured_review_gets_the_answer_vigil_review_gives() {
                 "review",
                 "--policy",
                 policy.to_str().unwrap(),
-                common::data(&file).to_str().unwrap(),
+                path.to_str().unwrap(),
             ])
             .output()
             .unwrap();
@@ -305,7 +310,7 @@ async fn mutate_patches_apply_and_are_idempotent() {
 #[tokio::test]
 async fn bad_input_gets_its_status_and_the_server_keeps_answering() {
     let server = Server::start(|_, _| {}).await;
-    let valid = read_data("admissionreview/real/deployment-create.minikube.kubewarden-echo.json");
+    let valid = read_data("reviews/deployment-create.kube-apiserver-1.36.json");
     let huge = vec![b' '; 3 * 1024 * 1024 + 1];
     // (what, path, content type, body, status, metrics reason)
     type Case<'a> = (&'a str, &'a str, Option<&'a str>, Vec<u8>, u16, &'a str);
@@ -485,7 +490,7 @@ async fn mtls_accepts_only_certificates_from_the_client_ca() {
         args.client_ca = Some(write(dir, "client-ca.crt", &client_ca_pem))
     })
     .await;
-    let valid = read_data("admissionreview/real/pod-create.kind.kyverno.json");
+    let valid = read_data("reviews/pod-create.kube-apiserver-1.36.json");
 
     // No client certificate: the handshake or the first request fails.
     let anonymous = match Client::connect(server.addr(), &server.ca.pem, None).await {
@@ -625,10 +630,7 @@ async fn metrics_parse_as_prometheus_text_and_move() {
 
     client.review("/validate", &review_of(deployment(json!({"name": "app", "image": "nginx", "securityContext": {"privileged": true}})), "CREATE", None)).await;
     client
-        .review(
-            "/validate",
-            &read_data("admissionreview/real/pod-delete.kind.kyverno.json"),
-        )
+        .review("/validate", &read_data("reviews/pod-delete.DERIVED.json"))
         .await;
     client
         .send("POST", "/validate", Some("application/json"), b"nope")

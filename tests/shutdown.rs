@@ -79,7 +79,7 @@ async fn sigterm_during_a_stream_of_reviews_loses_none() {
     let ca = Ca::new("test CA");
     let (mut child, addr, metrics) = spawn_server(dir.path(), &ca, "2s");
     let review = Arc::new(read_data(
-        "admissionreview/real/deployment-create.minikube.kubewarden-echo.json",
+        "reviews/deployment-create.kube-apiserver-1.36.json",
     ));
 
     // Four clients stream reviews on kept-alive connections, as the API server does, until readiness fails.
@@ -108,7 +108,7 @@ async fn sigterm_during_a_stream_of_reviews_loses_none() {
                 {
                     Ok(reply)
                         if reply.status == 200
-                            && reply.body.contains("307362f8-ffb1-481a-9ce7-7e6192fbc699") =>
+                            && reply.body.contains("1f753358-cc2a-432f-9c59-95e9b7250715") =>
                     {
                         answered.fetch_add(1, Ordering::AcqRel);
                     }
@@ -192,7 +192,7 @@ async fn sigterm_during_a_stream_of_reviews_loses_none() {
     let response = String::from_utf8_lossy(&response);
     assert!(response.starts_with("HTTP/1.1 200"), "{response}");
     assert!(
-        response.contains("307362f8-ffb1-481a-9ce7-7e6192fbc699"),
+        response.contains("1f753358-cc2a-432f-9c59-95e9b7250715"),
         "{response}"
     );
 
