@@ -444,3 +444,130 @@ fn readme_rule_table_matches_the_catalogue() {
         "README.md's rule table is out of date; regenerate it with `vigil rules --output markdown`:\n{table}"
     );
 }
+
+// ---------------------------------------------------------------------------------------------------------
+// `vigil review` under a policy
+
+/// `vigil review` of `review` under `policy`: the response.
+fn review_under(policy: &str, review: &str) -> Value {
+    let dir = tempfile::tempdir().unwrap();
+    let policy = temp_file(&dir, "policy.yaml", policy);
+    let run = vigil(&["review", "--policy", &policy, "-"], Some(review));
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    serde_json::from_str::<Value>(&run.stdout).unwrap()["response"].clone()
+}
+
+const POLICY_HEAD: &str = "apiVersion: vigil.dev/v1alpha1\nkind: Policy\n";
+
+// ---------------------------------------------------------------------------------------------------------
+// Edits of the policy ConfigMap, shaped as the API server sends them
+
+/// The policy ConfigMap as the chart writes it under `source` with `failure_policy`, after Helm 4 applied
+/// it server-side (so `helm` owns `data.policy.yaml`), holding `policy`.
+fn chart_configmap(source: &str, failure_policy: &str, policy: &str) -> Value {
+    serde_json::json!({
+        "kind": "ConfigMap", "apiVersion": "v1",
+        "metadata": {
+            "name": "vigil-policy", "namespace": "vigil", "uid": "5b0c6d1e-7a43-4c0e-9a51-3f4c2c1d9e10",
+            "resourceVersion": "1043", "creationTimestamp": "2026-11-22T15:04:05Z",
+            "labels": {"app.kubernetes.io/instance": "vigil", "app.kubernetes.io/managed-by": "Helm",
+                       "app.kubernetes.io/name": "vigil", "vigil.dev/policy": "true"},
+            "annotations": {"meta.helm.sh/release-name": "vigil", "meta.helm.sh/release-namespace": "vigil",
+                            "vigil.dev/policy-source": source, "vigil.dev/failure-policy": failure_policy},
+            "managedFields": [{
+                "manager": "helm", "operation": "Apply", "apiVersion": "v1", "time": "2026-11-22T15:04:05Z",
+                "fieldsType": "FieldsV1",
+                "fieldsV1": {"f:data": {"f:policy.yaml": {}},
+                             "f:metadata": {"f:annotations": {"f:vigil.dev/policy-source": {}},
+                                            "f:labels": {"f:vigil.dev/policy": {}}}}
+            }]
+        },
+        "data": {"policy.yaml": policy}
+    })
+}
+
+fn configmap_update(old: &Value, new: &Value, field_manager: &str) -> String {
+    let resource = serde_json::json!({"group": "", "version": "v1", "resource": "configmaps"});
+    serde_json::json!({
+        "kind": "AdmissionReview", "apiVersion": "admission.k8s.io/v1",
+        "request": {
+            "uid": "0f6b7f52-9d8e-4a3c-8b1e-2c4d5e6f7a8b",
+            "kind": {"group": "", "version": "v1", "kind": "ConfigMap"},
+            "resource": resource, "requestKind": {"group": "", "version": "v1", "kind": "ConfigMap"},
+            "requestResource": resource, "name": "vigil-policy", "namespace": "vigil", "operation": "UPDATE",
+            "userInfo": {"username": "admin", "groups": ["system:masters", "system:authenticated"]},
+            "object": new, "oldObject": old, "dryRun": false,
+            "options": {"kind": "PatchOptions", "apiVersion": "meta.k8s.io/v1", "fieldManager": field_manager}
+        }
+    })
+    .to_string()
+}
+
+#[test]
+fn policy_kept_in_helm_values_refuses_kubectl_edits_and_names_the_helm_upgrade() {
+    let audit = format!("{POLICY_HEAD}mode: audit\n");
+    let enforce = format!("{POLICY_HEAD}mode: enforce\n");
+    let old = chart_configmap("helm", "Ignore", &audit);
+    let mut edited = old.clone();
+    edited["data"]["policy.yaml"] = enforce.clone().into();
+    // kubectl apply drops the annotation: the old object still decides.
+    edited["metadata"]["annotations"]
+        .as_object_mut()
+        .unwrap()
+        .remove("vigil.dev/policy-source");
+
+    let response = review_under(
+        &audit,
+        &configmap_update(&old, &edited, "kubectl-client-side-apply"),
+    );
+    assert_eq!(response["allowed"], false);
+    assert_eq!(response["status"]["code"], 403);
+    let message = response["status"]["message"].as_str().unwrap();
+    assert!(
+        message.starts_with(
+            "ConfigMap vigil/vigil-policy: refused: the policy is kept in the values of Helm release \"vigil\""
+        ),
+        "{message}"
+    );
+    assert!(
+        message.contains(
+            "helm upgrade vigil <chart> -n vigil --reuse-values --set policy.mode=enforce"
+        ),
+        "{message}"
+    );
+    assert!(message.chars().count() < 1024, "{message}");
+    let alert: Value =
+        serde_json::from_str(response["auditAnnotations"]["alert"].as_str().unwrap()).unwrap();
+    assert_eq!(alert["decision"], "denied");
+    assert_eq!(alert["violations"][0]["rule"], "policy-change");
+    assert_eq!(alert["violations"][0]["mode"], "enforce");
+
+    // Helm's own upgrade, which also sets the failurePolicy it rendered, goes through without a warning.
+    let mut upgraded = chart_configmap("helm", "Fail", &enforce);
+    upgraded["metadata"]["resourceVersion"] = "1050".into();
+    let response = review_under(&audit, &configmap_update(&old, &upgraded, "helm"));
+    assert_eq!(response["allowed"], true, "{response}");
+    assert!(response.get("warnings").is_none(), "{response}");
+}
+
+#[test]
+fn policy_kept_in_the_cluster_takes_kubectl_edits_and_warns_when_enforce_meets_an_open_webhook() {
+    let audit = format!("{POLICY_HEAD}mode: audit\n");
+    let old = chart_configmap("cluster", "Ignore", &audit);
+    let mut edited = old.clone();
+    edited["data"]["policy.yaml"] =
+        format!("{POLICY_HEAD}mode: audit\nrules:\n  privileged: enforce\n").into();
+    let response = review_under(
+        &audit,
+        &configmap_update(&old, &edited, "kubectl-client-side-apply"),
+    );
+    assert_eq!(response["allowed"], true, "{response}");
+    assert_eq!(
+        response["warnings"],
+        serde_json::json!([
+            "enforce is now on (rules.privileged), but the workloads webhook still has failurePolicy Ignore",
+            "while Vigil is unreachable, what this policy denies is admitted unchecked",
+            "to fail closed, run: helm upgrade vigil <chart> -n vigil --reuse-values"
+        ])
+    );
+}
