@@ -460,6 +460,190 @@ fn review_under(policy: &str, review: &str) -> Value {
 const POLICY_HEAD: &str = "apiVersion: vigil.dev/v1alpha1\nkind: Policy\n";
 
 // ---------------------------------------------------------------------------------------------------------
+// `kubectl debug`: what each profile meets, and the exemption that lets a group debug
+
+/// What kubectl 1.34 writes into the ephemeral container's securityContext for each `--profile`
+/// (k8s.io/kubectl pkg/cmd/debug/profiles.go, the `ephemeral` case), as the README table shows it.
+fn debug_profiles() -> Vec<(&'static str, &'static str, Value)> {
+    vec![
+        ("legacy", "no `securityContext`", Value::Null),
+        (
+            "general",
+            "`capabilities.add: [SYS_PTRACE]`",
+            serde_json::json!({"capabilities": {"add": ["SYS_PTRACE"]}}),
+        ),
+        ("baseline", "no `securityContext`", Value::Null),
+        (
+            "restricted",
+            "`runAsNonRoot: true`, `capabilities.drop: [ALL]`, `allowPrivilegeEscalation: false`, `seccompProfile: RuntimeDefault`",
+            serde_json::json!({"runAsNonRoot": true, "capabilities": {"drop": ["ALL"]},
+                               "allowPrivilegeEscalation": false, "seccompProfile": {"type": "RuntimeDefault"}}),
+        ),
+        (
+            "netadmin",
+            "`capabilities.add: [NET_ADMIN, NET_RAW]`",
+            serde_json::json!({"capabilities": {"add": ["NET_ADMIN", "NET_RAW"]}}),
+        ),
+        (
+            "sysadmin",
+            "`privileged: true`",
+            serde_json::json!({"privileged": true}),
+        ),
+    ]
+}
+
+/// The recorded `kubectl debug --profile=legacy` review, with the debug container as `--profile` and
+/// `--image=busybox:1.36` make it, sent by a user in `groups`.
+fn debug_review(security_context: &Value, groups: &[&str]) -> String {
+    let path = data("reviews/pod-ephemeralcontainers-update.kube-apiserver-1.36.json");
+    let mut review: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let request = &mut review["request"];
+    let debugger = &mut request["object"]["spec"]["ephemeralContainers"][0];
+    assert_eq!(debugger["name"], "debugger-2lklf");
+    debugger["image"] = "busybox:1.36".into();
+    if !security_context.is_null() {
+        debugger["securityContext"] = security_context.clone();
+    }
+    request["userInfo"] = serde_json::json!({"username": "alice", "groups": groups});
+    review.to_string()
+}
+
+/// The debug container's violations in a response: (rule, mode, exemption).
+fn debugger_violations(response: &Value) -> Vec<(String, String, Option<String>)> {
+    let alert: Value =
+        serde_json::from_str(response["auditAnnotations"]["alert"].as_str().unwrap()).unwrap();
+    alert["violations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|v| v["container"] == "debugger-2lklf")
+        .map(|v| {
+            (
+                v["rule"].as_str().unwrap().to_owned(),
+                v["mode"].as_str().unwrap().to_owned(),
+                v["exemption"].as_str().map(str::to_owned),
+            )
+        })
+        .collect()
+}
+
+/// One cell of the README table: denied with the enforced rules, or admitted with what is recorded.
+fn debug_outcome(response: &Value) -> String {
+    let mut enforced: Vec<String> = Vec::new();
+    let mut recorded: Vec<String> = Vec::new();
+    for (rule, mode, _) in debugger_violations(response) {
+        let list = if mode == "enforce" {
+            &mut enforced
+        } else {
+            &mut recorded
+        };
+        if !list.contains(&rule) {
+            list.push(rule);
+        }
+    }
+    if response["allowed"] == false {
+        format!("**denied**: {}", enforced.join(", "))
+    } else {
+        format!("admitted, recorded: {}", recorded.join(", "))
+    }
+}
+
+#[test]
+fn readme_kubectl_debug_table_matches_what_vigil_does() {
+    let policies = [
+        format!("{POLICY_HEAD}mode: audit\nrules:\n  image-tag: warn\n"),
+        format!("{POLICY_HEAD}mode: enforce\n"),
+        format!("{POLICY_HEAD}mode: enforce\nprofile: restricted\n"),
+    ];
+    let mut table = String::from(
+        "| `--profile` | kubectl 1.34 sets on the debug container | default policy (`mode: audit`) | `mode: enforce` | `mode: enforce`, `profile: restricted` |\n\
+         |---|---|---|---|---|\n",
+    );
+    for (profile, sets, context) in debug_profiles() {
+        let review = debug_review(&context, &["dev"]);
+        let cells: Vec<String> = policies
+            .iter()
+            .map(|p| debug_outcome(&review_under(p, &review)))
+            .collect();
+        table.push_str(&format!(
+            "| `{profile}` | {sets} | {} |\n",
+            cells.join(" | ")
+        ));
+    }
+    let readme =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
+    assert!(
+        readme.contains(&table),
+        "README.md's kubectl debug table differs from what Vigil does; it should read:\n{table}"
+    );
+}
+
+/// The README's exemption for SRE debugging, as a policy.
+const SRE_DEBUG_POLICY: &str = "\
+apiVersion: vigil.dev/v1alpha1
+kind: Policy
+mode: enforce
+rules:
+  ephemeral-containers: enforce
+exemptions:
+  - name: sre-debug
+    reason: SRE debug running pods with kubectl debug --profile=general
+    rules: [capabilities, ephemeral-containers]
+    groups: [sre]
+    images: [docker.io/library/busybox]
+";
+
+#[test]
+fn a_group_exemption_lets_sre_debug_with_the_general_profile() {
+    let readme =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
+    assert!(
+        readme.contains(&format!(
+            "cat > policy.yaml <<'EOF'\n{SRE_DEBUG_POLICY}EOF\n"
+        )),
+        "README.md shows the policy this test checks:\n{SRE_DEBUG_POLICY}"
+    );
+    let general = &debug_profiles()[1].2;
+
+    // A member of sre gets in; both violations are recorded with the exemption's name.
+    let response = review_under(SRE_DEBUG_POLICY, &debug_review(general, &["sre"]));
+    assert_eq!(response["allowed"], true, "{response}");
+    let exempted = debugger_violations(&response);
+    assert_eq!(
+        exempted,
+        [
+            (
+                "capabilities".to_owned(),
+                "enforce".to_owned(),
+                Some("sre-debug".to_owned())
+            ),
+            (
+                "ephemeral-containers".to_owned(),
+                "enforce".to_owned(),
+                Some("sre-debug".to_owned())
+            ),
+        ]
+    );
+
+    // Anyone else is refused, whatever the profile, and so is sre with another image.
+    for (groups, context) in [
+        (&["dev"][..], general),
+        (&["dev"][..], &Value::Null),
+        (&["system:masters", "system:authenticated"][..], general),
+    ] {
+        let response = review_under(SRE_DEBUG_POLICY, &debug_review(context, groups));
+        assert_eq!(response["allowed"], false, "{groups:?}");
+        let message = response["status"]["message"].as_str().unwrap();
+        assert!(message.contains("ephemeral-containers"), "{message}");
+    }
+    let mut other_image: Value = serde_json::from_str(&debug_review(general, &["sre"])).unwrap();
+    other_image["request"]["object"]["spec"]["ephemeralContainers"][0]["image"] =
+        "docker.io/nicolaka/netshoot:v0.13".into();
+    let response = review_under(SRE_DEBUG_POLICY, &other_image.to_string());
+    assert_eq!(response["allowed"], false);
+}
+
+// ---------------------------------------------------------------------------------------------------------
 // Edits of the policy ConfigMap, shaped as the API server sends them
 
 /// The policy ConfigMap as the chart writes it under `source` with `failure_policy`, after Helm 4 applied
