@@ -2,7 +2,8 @@
 # Renders charts/vigil into manifests/ as numbered plain YAML files, in Helm's install order, for users
 # without Helm. Default values, except that the certificate comes from an existing Secret (certs.mode=secret,
 # made with certs/gen-certs.sh) and the caBundle is the placeholder ${CA_BUNDLE}: a chart-generated CA would
-# put a private key into git, and one that every user shares.
+# put a private key into git, and one that every user shares. And without Helm the policy is edited in the
+# cluster (policyConfigMap.source=cluster), so Vigil does not refuse kubectl edits of it as Helm's.
 #
 #   scripts/render-manifests.sh [OUT_DIR]     (default: manifests/)
 #
@@ -17,7 +18,8 @@ helm="$root/.cache/bin/helm"
 [ -n "$helm" ] || { echo "render-manifests: no helm; run scripts/test-deps.sh (or make test) first" >&2; exit 1; }
 
 rendered="$("$helm" template vigil "$root/charts/vigil" --namespace vigil \
-  --set certs.mode=secret --set-string 'certs.secret.caBundle=${CA_BUNDLE}')"
+  --set certs.mode=secret --set-string 'certs.secret.caBundle=${CA_BUNDLE}' \
+  --set policyConfigMap.source=cluster)"
 
 mkdir -p "$out"
 rm -f "$out"/[0-9][0-9]-*.yaml

@@ -120,6 +120,9 @@ struct RequestEnvelope<'a> {
     old_object: Option<ObjectValue<'a>>,
     #[serde(default)]
     dry_run: Option<bool>,
+    /// CreateOptions, UpdateOptions, PatchOptions or DeleteOptions; read only for policy edits.
+    #[serde(borrow, default)]
+    options: Option<&'a RawValue>,
 }
 
 impl RequestEnvelope<'_> {
@@ -234,6 +237,7 @@ impl<'de: 'a, 'a> Deserialize<'de> for FastRequest<'a> {
                         "operation" => r.operation = map.next_value()?,
                         "userInfo" => r.user_info = map.next_value()?,
                         "dryRun" => r.dry_run = map.next_value()?,
+                        "options" => r.options = map.next_value()?,
                         "object" => r.object = object(&mut map, &r)?,
                         "oldObject" => r.old_object = object(&mut map, &r)?,
                         _ => {
@@ -785,20 +789,96 @@ impl Pending<'_> {
     }
 }
 
-#[derive(Deserialize)]
-struct ConfigMapData<'a> {
+/// What Vigil reads from the policy ConfigMap: its data, and the metadata the chart writes.
+#[derive(Deserialize, Default)]
+struct ConfigMapObject<'a> {
+    #[serde(borrow, default)]
+    metadata: Option<ConfigMapMetadata<'a>>,
     #[serde(borrow, default)]
     data: Option<BTreeMap<Cow<'a, str>, Cow<'a, str>>>,
 }
 
-/// The `policy.yaml` of a ConfigMap object, or why it has none.
-fn policy_text(raw: &RawValue) -> Result<String, &'static str> {
-    let cm: ConfigMapData<'_> =
-        serde_json::from_str(raw.get()).map_err(|_| "the ConfigMap does not decode")?;
-    cm.data
-        .and_then(|mut d| d.remove("policy.yaml"))
-        .map(Cow::into_owned)
-        .ok_or("the ConfigMap has no policy.yaml key")
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct ConfigMapMetadata<'a> {
+    #[serde(borrow, default)]
+    annotations: Option<BTreeMap<Cow<'a, str>, Cow<'a, str>>>,
+    #[serde(borrow, default)]
+    labels: Option<BTreeMap<Cow<'a, str>, Cow<'a, str>>>,
+    #[serde(borrow, default)]
+    managed_fields: Option<Vec<ManagedFieldsEntry<'a>>>,
+}
+
+#[derive(Deserialize)]
+struct ManagedFieldsEntry<'a> {
+    #[serde(borrow, default)]
+    manager: Option<Cow<'a, str>>,
+    #[serde(default, rename = "fieldsV1")]
+    fields_v1: Option<serde_json::Value>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RequestOptions<'a> {
+    #[serde(borrow, default)]
+    field_manager: Option<Cow<'a, str>>,
+}
+
+/// A ConfigMap object of a review, decoded, or why it does not decode.
+type DecodedConfigMap<'a> = Result<ConfigMapObject<'a>, &'static str>;
+
+fn decode_configmap<'a>(object: &ObjectValue<'a>) -> DecodedConfigMap<'a> {
+    match object {
+        ObjectValue::Raw(raw) => {
+            serde_json::from_str(raw.get()).map_err(|_| "the ConfigMap does not decode")
+        }
+        ObjectValue::Decoded(_) => Err("the ConfigMap does not decode"),
+    }
+}
+
+/// The edit's view of a decoded ConfigMap.
+fn configmap_state<'a>(cm: &'a DecodedConfigMap<'_>) -> edit::ConfigMapState<'a> {
+    let cm = match cm {
+        Ok(cm) => cm,
+        Err(why) => return edit::ConfigMapState::with_policy(Err(why)),
+    };
+    let policy = cm
+        .data
+        .as_ref()
+        .and_then(|d| d.get("policy.yaml"))
+        .map(Cow::as_ref)
+        .ok_or("the ConfigMap has no policy.yaml key");
+    let metadata = cm.metadata.as_ref();
+    let annotation = |key: &str| {
+        metadata
+            .and_then(|m| m.annotations.as_ref())
+            .and_then(|a| a.get(key))
+            .map(Cow::as_ref)
+    };
+    edit::ConfigMapState {
+        policy,
+        source: annotation(edit::SOURCE_ANNOTATION),
+        failure_policy: annotation(edit::FAILURE_POLICY_ANNOTATION),
+        failure_policy_pinned: annotation(edit::FAILURE_POLICY_PINNED_ANNOTATION).is_some(),
+        release: metadata
+            .and_then(|m| m.labels.as_ref())
+            .and_then(|l| l.get(edit::RELEASE_LABEL))
+            .map(Cow::as_ref),
+        policy_owners: metadata
+            .and_then(|m| m.managed_fields.as_ref())
+            .into_iter()
+            .flatten()
+            .filter(|entry| {
+                entry
+                    .fields_v1
+                    .as_ref()
+                    .and_then(|f| f.get("f:data"))
+                    .and_then(|d| d.get("f:policy.yaml"))
+                    .is_some()
+            })
+            .filter_map(|entry| entry.manager.as_deref())
+            .collect(),
+    }
 }
 
 /// Judges and records an edit of the policy ConfigMap.
@@ -810,23 +890,31 @@ fn policy_edit(
     policy_configmap: &ConfigMapRef,
     mut summary: ReviewSummary,
 ) -> Reviewed {
-    let raw = |o: &ObjectValue<'_>| match o {
-        ObjectValue::Raw(raw) => policy_text(raw),
-        ObjectValue::Decoded(_) => Err("the ConfigMap does not decode"),
-    };
-    let old = request.old_object.as_ref().map(raw);
-    let old = old.as_ref().map(|r| r.as_deref().map_err(|e| *e));
-    let judgement = match operation {
-        Operation::Delete => edit::judge_delete(old),
-        _ => {
-            let new = request
+    let old = request.old_object.as_ref().map(decode_configmap);
+    let new = match operation {
+        Operation::Delete => None,
+        _ => Some(
+            request
                 .object
                 .as_ref()
-                .map(raw)
-                .unwrap_or(Err("the request has no object"));
-            edit::judge_write(old, new.as_deref().map_err(|e| *e))
-        }
+                .map(decode_configmap)
+                .unwrap_or(Err("the request has no object")),
+        ),
     };
+    let (old_state, new_state) = (
+        old.as_ref().map(configmap_state),
+        new.as_ref().map(configmap_state),
+    );
+    let options = request
+        .options
+        .and_then(|raw| serde_json::from_str::<RequestOptions<'_>>(raw.get()).ok());
+    let judgement = edit::judge(&edit::Edit {
+        operation,
+        field_manager: options.as_ref().and_then(|o| o.field_manager.as_deref()),
+        namespace: &policy_configmap.namespace,
+        old: old_state.as_ref(),
+        new: new_state.as_ref(),
+    });
     let rule = RuleId::PolicyChange;
     let violations = [Violation {
         rule,
@@ -870,6 +958,7 @@ fn policy_edit(
         Some(message) => ResponseOut::deny(uid, 403, "Forbidden", message),
         None => ResponseOut::allow(uid),
     };
+    response.warnings = judgement.warnings().to_vec();
     response.audit_annotations = Some(alert::audit_annotations(&record, &violations));
     summary.decision = decision;
     summary.violations = vec![(rule.as_str(), judgement.mode().as_str())];

@@ -444,3 +444,314 @@ fn readme_rule_table_matches_the_catalogue() {
         "README.md's rule table is out of date; regenerate it with `vigil rules --output markdown`:\n{table}"
     );
 }
+
+// ---------------------------------------------------------------------------------------------------------
+// `vigil review` under a policy
+
+/// `vigil review` of `review` under `policy`: the response.
+fn review_under(policy: &str, review: &str) -> Value {
+    let dir = tempfile::tempdir().unwrap();
+    let policy = temp_file(&dir, "policy.yaml", policy);
+    let run = vigil(&["review", "--policy", &policy, "-"], Some(review));
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    serde_json::from_str::<Value>(&run.stdout).unwrap()["response"].clone()
+}
+
+const POLICY_HEAD: &str = "apiVersion: vigil.dev/v1alpha1\nkind: Policy\n";
+
+// ---------------------------------------------------------------------------------------------------------
+// `kubectl debug`: what each profile meets, and the exemption that lets a group debug
+
+/// What kubectl 1.34 writes into the ephemeral container's securityContext for each `--profile`
+/// (k8s.io/kubectl pkg/cmd/debug/profiles.go, the `ephemeral` case), as the README table shows it.
+fn debug_profiles() -> Vec<(&'static str, &'static str, Value)> {
+    vec![
+        ("legacy", "no `securityContext`", Value::Null),
+        (
+            "general",
+            "`capabilities.add: [SYS_PTRACE]`",
+            serde_json::json!({"capabilities": {"add": ["SYS_PTRACE"]}}),
+        ),
+        ("baseline", "no `securityContext`", Value::Null),
+        (
+            "restricted",
+            "`runAsNonRoot: true`, `capabilities.drop: [ALL]`, `allowPrivilegeEscalation: false`, `seccompProfile: RuntimeDefault`",
+            serde_json::json!({"runAsNonRoot": true, "capabilities": {"drop": ["ALL"]},
+                               "allowPrivilegeEscalation": false, "seccompProfile": {"type": "RuntimeDefault"}}),
+        ),
+        (
+            "netadmin",
+            "`capabilities.add: [NET_ADMIN, NET_RAW]`",
+            serde_json::json!({"capabilities": {"add": ["NET_ADMIN", "NET_RAW"]}}),
+        ),
+        (
+            "sysadmin",
+            "`privileged: true`",
+            serde_json::json!({"privileged": true}),
+        ),
+    ]
+}
+
+/// The recorded `kubectl debug --profile=legacy` review, with the debug container as `--profile` and
+/// `--image=busybox:1.36` make it, sent by a user in `groups`.
+fn debug_review(security_context: &Value, groups: &[&str]) -> String {
+    let path = data("reviews/pod-ephemeralcontainers-update.kube-apiserver-1.36.json");
+    let mut review: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let request = &mut review["request"];
+    let debugger = &mut request["object"]["spec"]["ephemeralContainers"][0];
+    assert_eq!(debugger["name"], "debugger-2lklf");
+    debugger["image"] = "busybox:1.36".into();
+    if !security_context.is_null() {
+        debugger["securityContext"] = security_context.clone();
+    }
+    request["userInfo"] = serde_json::json!({"username": "alice", "groups": groups});
+    review.to_string()
+}
+
+/// The debug container's violations in a response: (rule, mode, exemption).
+fn debugger_violations(response: &Value) -> Vec<(String, String, Option<String>)> {
+    let alert: Value =
+        serde_json::from_str(response["auditAnnotations"]["alert"].as_str().unwrap()).unwrap();
+    alert["violations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|v| v["container"] == "debugger-2lklf")
+        .map(|v| {
+            (
+                v["rule"].as_str().unwrap().to_owned(),
+                v["mode"].as_str().unwrap().to_owned(),
+                v["exemption"].as_str().map(str::to_owned),
+            )
+        })
+        .collect()
+}
+
+/// One cell of the README table: denied with the enforced rules, or admitted with what is recorded.
+fn debug_outcome(response: &Value) -> String {
+    let mut enforced: Vec<String> = Vec::new();
+    let mut recorded: Vec<String> = Vec::new();
+    for (rule, mode, _) in debugger_violations(response) {
+        let list = if mode == "enforce" {
+            &mut enforced
+        } else {
+            &mut recorded
+        };
+        if !list.contains(&rule) {
+            list.push(rule);
+        }
+    }
+    if response["allowed"] == false {
+        format!("**denied**: {}", enforced.join(", "))
+    } else {
+        format!("admitted, recorded: {}", recorded.join(", "))
+    }
+}
+
+#[test]
+fn readme_kubectl_debug_table_matches_what_vigil_does() {
+    let policies = [
+        format!("{POLICY_HEAD}mode: audit\nrules:\n  image-tag: warn\n"),
+        format!("{POLICY_HEAD}mode: enforce\n"),
+        format!("{POLICY_HEAD}mode: enforce\nprofile: restricted\n"),
+    ];
+    let mut table = String::from(
+        "| `--profile` | kubectl 1.34 sets on the debug container | default policy (`mode: audit`) | `mode: enforce` | `mode: enforce`, `profile: restricted` |\n\
+         |---|---|---|---|---|\n",
+    );
+    for (profile, sets, context) in debug_profiles() {
+        let review = debug_review(&context, &["dev"]);
+        let cells: Vec<String> = policies
+            .iter()
+            .map(|p| debug_outcome(&review_under(p, &review)))
+            .collect();
+        table.push_str(&format!(
+            "| `{profile}` | {sets} | {} |\n",
+            cells.join(" | ")
+        ));
+    }
+    let readme =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
+    assert!(
+        readme.contains(&table),
+        "README.md's kubectl debug table differs from what Vigil does; it should read:\n{table}"
+    );
+}
+
+/// The README's exemption for SRE debugging, as a policy.
+const SRE_DEBUG_POLICY: &str = "\
+apiVersion: vigil.dev/v1alpha1
+kind: Policy
+mode: enforce
+rules:
+  ephemeral-containers: enforce
+exemptions:
+  - name: sre-debug
+    reason: SRE debug running pods with kubectl debug --profile=general
+    rules: [capabilities, ephemeral-containers]
+    groups: [sre]
+    images: [docker.io/library/busybox]
+";
+
+#[test]
+fn a_group_exemption_lets_sre_debug_with_the_general_profile() {
+    let readme =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
+    assert!(
+        readme.contains(&format!(
+            "cat > policy.yaml <<'EOF'\n{SRE_DEBUG_POLICY}EOF\n"
+        )),
+        "README.md shows the policy this test checks:\n{SRE_DEBUG_POLICY}"
+    );
+    let general = &debug_profiles()[1].2;
+
+    // A member of sre gets in; both violations are recorded with the exemption's name.
+    let response = review_under(SRE_DEBUG_POLICY, &debug_review(general, &["sre"]));
+    assert_eq!(response["allowed"], true, "{response}");
+    let exempted = debugger_violations(&response);
+    assert_eq!(
+        exempted,
+        [
+            (
+                "capabilities".to_owned(),
+                "enforce".to_owned(),
+                Some("sre-debug".to_owned())
+            ),
+            (
+                "ephemeral-containers".to_owned(),
+                "enforce".to_owned(),
+                Some("sre-debug".to_owned())
+            ),
+        ]
+    );
+
+    // Anyone else is refused, whatever the profile, and so is sre with another image.
+    for (groups, context) in [
+        (&["dev"][..], general),
+        (&["dev"][..], &Value::Null),
+        (&["system:masters", "system:authenticated"][..], general),
+    ] {
+        let response = review_under(SRE_DEBUG_POLICY, &debug_review(context, groups));
+        assert_eq!(response["allowed"], false, "{groups:?}");
+        let message = response["status"]["message"].as_str().unwrap();
+        assert!(message.contains("ephemeral-containers"), "{message}");
+    }
+    let mut other_image: Value = serde_json::from_str(&debug_review(general, &["sre"])).unwrap();
+    other_image["request"]["object"]["spec"]["ephemeralContainers"][0]["image"] =
+        "docker.io/nicolaka/netshoot:v0.13".into();
+    let response = review_under(SRE_DEBUG_POLICY, &other_image.to_string());
+    assert_eq!(response["allowed"], false);
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Edits of the policy ConfigMap, shaped as the API server sends them
+
+/// The policy ConfigMap as the chart writes it under `source` with `failure_policy`, after Helm 4 applied
+/// it server-side (so `helm` owns `data.policy.yaml`), holding `policy`.
+fn chart_configmap(source: &str, failure_policy: &str, policy: &str) -> Value {
+    serde_json::json!({
+        "kind": "ConfigMap", "apiVersion": "v1",
+        "metadata": {
+            "name": "vigil-policy", "namespace": "vigil", "uid": "5b0c6d1e-7a43-4c0e-9a51-3f4c2c1d9e10",
+            "resourceVersion": "1043", "creationTimestamp": "2026-11-22T15:04:05Z",
+            "labels": {"app.kubernetes.io/instance": "vigil", "app.kubernetes.io/managed-by": "Helm",
+                       "app.kubernetes.io/name": "vigil", "vigil.dev/policy": "true"},
+            "annotations": {"meta.helm.sh/release-name": "vigil", "meta.helm.sh/release-namespace": "vigil",
+                            "vigil.dev/policy-source": source, "vigil.dev/failure-policy": failure_policy},
+            "managedFields": [{
+                "manager": "helm", "operation": "Apply", "apiVersion": "v1", "time": "2026-11-22T15:04:05Z",
+                "fieldsType": "FieldsV1",
+                "fieldsV1": {"f:data": {"f:policy.yaml": {}},
+                             "f:metadata": {"f:annotations": {"f:vigil.dev/policy-source": {}},
+                                            "f:labels": {"f:vigil.dev/policy": {}}}}
+            }]
+        },
+        "data": {"policy.yaml": policy}
+    })
+}
+
+fn configmap_update(old: &Value, new: &Value, field_manager: &str) -> String {
+    let resource = serde_json::json!({"group": "", "version": "v1", "resource": "configmaps"});
+    serde_json::json!({
+        "kind": "AdmissionReview", "apiVersion": "admission.k8s.io/v1",
+        "request": {
+            "uid": "0f6b7f52-9d8e-4a3c-8b1e-2c4d5e6f7a8b",
+            "kind": {"group": "", "version": "v1", "kind": "ConfigMap"},
+            "resource": resource, "requestKind": {"group": "", "version": "v1", "kind": "ConfigMap"},
+            "requestResource": resource, "name": "vigil-policy", "namespace": "vigil", "operation": "UPDATE",
+            "userInfo": {"username": "admin", "groups": ["system:masters", "system:authenticated"]},
+            "object": new, "oldObject": old, "dryRun": false,
+            "options": {"kind": "PatchOptions", "apiVersion": "meta.k8s.io/v1", "fieldManager": field_manager}
+        }
+    })
+    .to_string()
+}
+
+#[test]
+fn policy_kept_in_helm_values_refuses_kubectl_edits_and_names_the_helm_upgrade() {
+    let audit = format!("{POLICY_HEAD}mode: audit\n");
+    let enforce = format!("{POLICY_HEAD}mode: enforce\n");
+    let old = chart_configmap("helm", "Ignore", &audit);
+    let mut edited = old.clone();
+    edited["data"]["policy.yaml"] = enforce.clone().into();
+    // kubectl apply drops the annotation: the old object still decides.
+    edited["metadata"]["annotations"]
+        .as_object_mut()
+        .unwrap()
+        .remove("vigil.dev/policy-source");
+
+    let response = review_under(
+        &audit,
+        &configmap_update(&old, &edited, "kubectl-client-side-apply"),
+    );
+    assert_eq!(response["allowed"], false);
+    assert_eq!(response["status"]["code"], 403);
+    let message = response["status"]["message"].as_str().unwrap();
+    assert!(
+        message.starts_with(
+            "ConfigMap vigil/vigil-policy: refused: the policy is kept in the values of Helm release \"vigil\""
+        ),
+        "{message}"
+    );
+    assert!(
+        message.contains(
+            "helm upgrade vigil <chart> -n vigil --reuse-values --set policy.mode=enforce"
+        ),
+        "{message}"
+    );
+    assert!(message.chars().count() < 1024, "{message}");
+    let alert: Value =
+        serde_json::from_str(response["auditAnnotations"]["alert"].as_str().unwrap()).unwrap();
+    assert_eq!(alert["decision"], "denied");
+    assert_eq!(alert["violations"][0]["rule"], "policy-change");
+    assert_eq!(alert["violations"][0]["mode"], "enforce");
+
+    // Helm's own upgrade, which also sets the failurePolicy it rendered, goes through without a warning.
+    let mut upgraded = chart_configmap("helm", "Fail", &enforce);
+    upgraded["metadata"]["resourceVersion"] = "1050".into();
+    let response = review_under(&audit, &configmap_update(&old, &upgraded, "helm"));
+    assert_eq!(response["allowed"], true, "{response}");
+    assert!(response.get("warnings").is_none(), "{response}");
+}
+
+#[test]
+fn policy_kept_in_the_cluster_takes_kubectl_edits_and_warns_when_enforce_meets_an_open_webhook() {
+    let audit = format!("{POLICY_HEAD}mode: audit\n");
+    let old = chart_configmap("cluster", "Ignore", &audit);
+    let mut edited = old.clone();
+    edited["data"]["policy.yaml"] =
+        format!("{POLICY_HEAD}mode: audit\nrules:\n  privileged: enforce\n").into();
+    let response = review_under(
+        &audit,
+        &configmap_update(&old, &edited, "kubectl-client-side-apply"),
+    );
+    assert_eq!(response["allowed"], true, "{response}");
+    assert_eq!(
+        response["warnings"],
+        serde_json::json!([
+            "enforce is now on (rules.privileged), but the workloads webhook still has failurePolicy Ignore",
+            "while Vigil is unreachable, what this policy denies is admitted unchecked",
+            "to fail closed, run: helm upgrade vigil <chart> -n vigil --reuse-values"
+        ])
+    );
+}

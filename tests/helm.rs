@@ -215,6 +215,10 @@ fn scenarios() -> Vec<(&'static str, Vec<String>)> {
         ),
         ("rich policy", s(&["-f", &data("values-policy.yaml")])),
         (
+            "policy kept in the cluster",
+            s(&["--set", "policyConfigMap.source=cluster"]),
+        ),
+        (
             "everything",
             s(&[
                 "-f",
@@ -1144,6 +1148,15 @@ fn notes_explain_alerts_and_the_road_from_audit_to_enforce() {
     assert!(enforcing.contains("WARNING: failurePolicy is Fail with a single replica"));
     assert!(!enforcing.contains("Move from audit to enforce"));
 
+    // Who keeps the policy, and how to change it there.
+    assert!(text.contains("policy source   helm: change it with helm upgrade"));
+    assert!(text.contains("helm upgrade vigil <chart> -n vigil --reuse-values -f <values file>"));
+    let cluster = notes(&["--set", "policyConfigMap.source=cluster"]);
+    assert!(cluster.contains("policy source   cluster: edit the ConfigMap with kubectl or GitOps"));
+    assert!(cluster.contains(
+        "the same keys go at the top of policy.yaml in the ConfigMap\n      vigil/vigil-policy"
+    ));
+
     let opted = notes(&["--set", "webhook.optOutLabel.enabled=true"]);
     assert!(opted.contains("WARNING: the opt-out label is on"));
     let monitor = notes(&["--set", "metrics.serviceMonitor.enabled=true"]);
@@ -1454,14 +1467,23 @@ fn manifests_equal_the_default_render() {
             );
         }
     }
-    // The render is the default one, except for the certificate, which comes from certs/.
+    // The render is the default one, except for the certificate, which comes from certs/, and the policy,
+    // which is edited in the cluster: without Helm, nobody else could change it.
     let all: String = fresh.values().cloned().collect();
     let docs = documents(&all);
     assert!(of_kind(&docs, "Secret").is_empty(), "no private key in git");
     let defaults = documents(&render(&[]));
-    for kind in ["Deployment", "ConfigMap", "Service", "PodDisruptionBudget"] {
+    for kind in ["Deployment", "Service", "PodDisruptionBudget"] {
         assert_eq!(one(&docs, kind), one(&defaults, kind), "{kind}");
     }
+    assert_eq!(
+        one(&docs, "ConfigMap"),
+        one(
+            &documents(&render(&["--set", "policyConfigMap.source=cluster"])),
+            "ConfigMap"
+        )
+    );
+    assert_eq!(rendered_policy(&docs), rendered_policy(&defaults));
     assert_eq!(all.matches("caBundle: ${CA_BUNDLE}").count(), 4);
 }
 
@@ -1766,6 +1788,426 @@ fn certs_script_makes_a_valid_pair_that_the_server_serves() {
             .unwrap()
             .iter()
             .any(|v| v["secret"]["secretName"] == "vigil-tls")
+    );
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// `lookup`, offline: a fake API server answers helm's discovery and object reads, so that the template
+// logic that depends on the live objects is checked without a cluster. tests/cluster.rs checks the same
+// paths against the real API server.
+
+/// Resources the fake API server announces: (group/version, kind, plural, namespaced).
+const API_RESOURCES: &[(&str, &str, &str, bool)] = &[
+    ("v1", "Secret", "secrets", true),
+    ("v1", "ConfigMap", "configmaps", true),
+    ("v1", "Service", "services", true),
+    ("v1", "ServiceAccount", "serviceaccounts", true),
+    ("apps/v1", "Deployment", "deployments", true),
+    (
+        "networking.k8s.io/v1",
+        "NetworkPolicy",
+        "networkpolicies",
+        true,
+    ),
+    (
+        "policy/v1",
+        "PodDisruptionBudget",
+        "poddisruptionbudgets",
+        true,
+    ),
+    (
+        "admissionregistration.k8s.io/v1",
+        "ValidatingWebhookConfiguration",
+        "validatingwebhookconfigurations",
+        false,
+    ),
+    (
+        "admissionregistration.k8s.io/v1",
+        "MutatingWebhookConfiguration",
+        "mutatingwebhookconfigurations",
+        false,
+    ),
+];
+
+/// The API path of a namespaced core object in the release namespace.
+fn core_object_path(plural: &str, name: &str) -> String {
+    format!("/api/v1/namespaces/{NAMESPACE}/{plural}/{name}")
+}
+
+fn fake_api_answer(path: &str, objects: &[(String, Value)]) -> (u16, Value) {
+    let path = path.split('?').next().unwrap_or_default();
+    let not_found = json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "NotFound", "code": 404});
+    let resource_list = |group_version: &str| {
+        let resources: Vec<Value> = API_RESOURCES
+            .iter()
+            .filter(|r| r.0 == group_version)
+            .map(|r| json!({"name": r.2, "singularName": "", "namespaced": r.3, "kind": r.1, "verbs": ["get", "list", "create"]}))
+            .collect();
+        json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": group_version, "resources": resources})
+    };
+    match path {
+        "/version" => (
+            200,
+            json!({"major": "1", "minor": "34", "gitVersion": "v1.34.4", "platform": "linux/amd64"}),
+        ),
+        "/api" => (
+            200,
+            json!({"kind": "APIVersions", "versions": ["v1"], "serverAddressByClientCIDRs": []}),
+        ),
+        "/apis" => {
+            let groups: BTreeSet<&str> = API_RESOURCES
+                .iter()
+                .filter_map(|r| r.0.split_once('/').map(|g| g.0))
+                .collect();
+            let groups: Vec<Value> = groups
+                .iter()
+                .map(|g| {
+                    let version = json!({"groupVersion": format!("{g}/v1"), "version": "v1"});
+                    json!({"name": g, "versions": [version.clone()], "preferredVersion": version})
+                })
+                .collect();
+            (
+                200,
+                json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups}),
+            )
+        }
+        "/api/v1" => (200, resource_list("v1")),
+        _ if path.starts_with("/apis/") && path.matches('/').count() == 3 => {
+            let group_version = &path["/apis/".len()..];
+            if API_RESOURCES.iter().any(|r| r.0 == group_version) {
+                (200, resource_list(group_version))
+            } else {
+                (404, not_found)
+            }
+        }
+        _ => match objects.iter().find(|(p, _)| p == path) {
+            Some((_, object)) => (200, object.clone()),
+            None => (404, not_found),
+        },
+    }
+}
+
+/// Starts the fake API server on a loopback port, serving `objects` by their API paths.
+fn fake_api_server_with(objects: Vec<(String, Value)>) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+            let mut request = Vec::new();
+            let mut buf = [0u8; 4096];
+            while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                match stream.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => request.extend_from_slice(&buf[..n]),
+                }
+            }
+            let request = String::from_utf8_lossy(&request);
+            let path = request.split_whitespace().nth(1).unwrap_or("/").to_owned();
+            let (status, body) = fake_api_answer(&path, &objects);
+            let body = body.to_string();
+            let _ = write!(
+                stream,
+                "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    addr
+}
+
+/// `helm template --dry-run=server` against the fake API server (`lookup` reads from it): the output.
+fn run_against(api: SocketAddr, args: &[&str]) -> Output {
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = dir.path().join("kubeconfig");
+    std::fs::write(
+        &kubeconfig,
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters: [{{name: fake, cluster: {{server: \"http://{api}\"}}}}]\n\
+             users: [{{name: fake, user: {{}}}}]\ncontexts: [{{name: fake, context: {{cluster: fake, user: fake}}}}]\n\
+             current-context: fake\n"
+        ),
+    )
+    .unwrap();
+    let mut cmd = template_command(args);
+    cmd.args(["--dry-run=server", "--disable-openapi-validation"])
+        .env("KUBECONFIG", &kubeconfig);
+    run(&mut cmd)
+}
+
+/// `helm template --dry-run=server` against the fake API server: the rendered documents.
+fn render_against(api: SocketAddr, args: &[&str]) -> Vec<Value> {
+    let out = run_against(api, args);
+    assert!(
+        out.status.success(),
+        "helm template {args:?} against the fake API server failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    documents(&String::from_utf8(out.stdout).unwrap())
+}
+
+/// `helm template --dry-run=server` against the fake API server that must fail: its error output.
+fn render_error_against(api: SocketAddr, args: &[&str]) -> String {
+    let out = run_against(api, args);
+    assert!(
+        !out.status.success(),
+        "helm template {args:?} should have failed, but rendered:\n{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Who keeps the policy: policyConfigMap.source. The paths that need `lookup` render against the fake API
+// server above; what only a real API server shows (server-side apply's ownership and conflicts, the keep
+// policy at uninstall, the webhook seeing helm's field manager) is the end-to-end suite's.
+
+fn sha256_hex(text: &str) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(text.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+fn workloads_failure_policy(docs: &[Value]) -> Value {
+    one(docs, "ValidatingWebhookConfiguration")["webhooks"][0]["failurePolicy"].clone()
+}
+
+#[test]
+fn policy_configmap_records_who_keeps_it_and_the_failure_policy_it_rendered() {
+    // (extra arguments, source, failurePolicy, pinned)
+    let cases: &[(&[&str], &str, &str, bool)] = &[
+        (&[], "helm", "Ignore", false),
+        (&["--set", "policy.mode=enforce"], "helm", "Fail", false),
+        (
+            &[
+                "--set",
+                "policy.mode=enforce",
+                "--set",
+                "webhook.failurePolicy=Ignore",
+            ],
+            "helm",
+            "Ignore",
+            true,
+        ),
+        (
+            &["--set", "policyConfigMap.source=cluster"],
+            "cluster",
+            "Ignore",
+            false,
+        ),
+        // Without a cluster to look in (helm template, and the first install), source=cluster writes the
+        // values' policy and works the failurePolicy out from it.
+        (
+            &[
+                "--set",
+                "policyConfigMap.source=cluster",
+                "--set",
+                "policy.rules.privileged=enforce",
+            ],
+            "cluster",
+            "Fail",
+            false,
+        ),
+    ];
+    for (args, source, failure_policy, pinned) in cases {
+        let mut all = args.to_vec();
+        all.extend(["--set", "policyConfigMap.annotations.team=platform"]);
+        let docs = documents(&render(&all));
+        let configmap = one(&docs, "ConfigMap");
+        let annotations = &configmap["metadata"]["annotations"];
+        assert_eq!(annotations["vigil.dev/policy-source"], *source, "{args:?}");
+        assert_eq!(
+            annotations["vigil.dev/failure-policy"], *failure_policy,
+            "{args:?}"
+        );
+        assert_eq!(workloads_failure_policy(&docs), *failure_policy, "{args:?}");
+        assert_eq!(
+            annotations.get("vigil.dev/failure-policy-pinned").is_some(),
+            *pinned,
+            "{args:?}"
+        );
+        assert_eq!(
+            annotations
+                .get("helm.sh/resource-policy")
+                .and_then(Value::as_str),
+            (*source == "cluster").then_some("keep"),
+            "{args:?}"
+        );
+        assert_eq!(annotations["team"], "platform");
+        let policy = rendered_policy(&docs);
+        assert_eq!(
+            annotations["vigil.dev/values-policy-sha256"],
+            sha256_hex(&policy),
+            "{args:?}: the recorded sha256 is the values' policy.yaml"
+        );
+        validate_policy_text(&policy);
+    }
+    // The source is one of two words.
+    let message = render_error(&["--set", "policyConfigMap.source=git"]);
+    assert!(
+        message.contains("/policyConfigMap/source") && message.contains("'helm', 'cluster'"),
+        "{message}"
+    );
+    let message = render_error(&["--set", "policyConfigMap.ignoreValuesPolicy=yes"]);
+    assert!(
+        message.contains("/policyConfigMap/ignoreValuesPolicy"),
+        "{message}"
+    );
+}
+
+/// The policy ConfigMap as the chart wrote it for `install_args`, as the API server returns it, with its
+/// `policy.yaml` then edited in the cluster to `policy`.
+fn live_policy_configmap(install_args: &[&str], policy: &str) -> Value {
+    let docs = documents(&render(install_args));
+    let mut configmap = one(&docs, "ConfigMap").clone();
+    configmap["data"]["policy.yaml"] = policy.into();
+    let annotations = configmap["metadata"]["annotations"]
+        .as_object_mut()
+        .unwrap();
+    annotations.insert("meta.helm.sh/release-name".into(), RELEASE.into());
+    annotations.insert("meta.helm.sh/release-namespace".into(), NAMESPACE.into());
+    annotations.insert(
+        "kubectl.kubernetes.io/last-applied-configuration".into(),
+        "{}".into(),
+    );
+    configmap["metadata"]["resourceVersion"] = "1043".into();
+    configmap
+}
+
+fn api_with_policy(configmap: Value) -> SocketAddr {
+    fake_api_server_with(vec![(
+        core_object_path("configmaps", "vigil-policy"),
+        configmap,
+    )])
+}
+
+/// Edited in the cluster: enforce, a registry rule, a bare `off`, and text that a YAML block would not keep
+/// as it is (trailing blanks, quotes, a `#`, no final newline).
+const CLUSTER_EDIT: &str = "apiVersion: vigil.dev/v1alpha1\nkind: Policy\nmode: enforce   \nrules:\n  \
+    image-resolvable: audit\n  image-tag: off\nexemptions:\n  - name: \"ops: nightly\"\n    \
+    reason: 'restores # backups, \"as agreed\"'\n    namespaces: [backup]";
+
+#[test]
+fn source_cluster_writes_the_live_policy_back_and_works_the_failure_policy_out_from_it() {
+    let install = ["--set", "policyConfigMap.source=cluster"];
+    validate_policy_text(CLUSTER_EDIT);
+    let api = api_with_policy(live_policy_configmap(&install, CLUSTER_EDIT));
+
+    let upgrade = [
+        "--set",
+        "policyConfigMap.source=cluster",
+        "--set",
+        "networkPolicy.enabled=true",
+    ];
+    let docs = render_against(api, &upgrade);
+    let configmap = one(&docs, "ConfigMap");
+    assert_eq!(
+        configmap["data"]["policy.yaml"], CLUSTER_EDIT,
+        "byte for byte, so that server-side apply sees no change"
+    );
+    let annotations = &configmap["metadata"]["annotations"];
+    assert_eq!(annotations["vigil.dev/policy-source"], "cluster");
+    assert_eq!(annotations["helm.sh/resource-policy"], "keep");
+    // The live policy enforces: the webhook fails closed, and the ConfigMap says so.
+    assert_eq!(workloads_failure_policy(&docs), "Fail");
+    assert_eq!(annotations["vigil.dev/failure-policy"], "Fail");
+    // The values' policy is unchanged since install, and stays recorded.
+    let installed = documents(&render(&install));
+    assert_eq!(
+        annotations["vigil.dev/values-policy-sha256"],
+        one(&installed, "ConfigMap")["metadata"]["annotations"]["vigil.dev/values-policy-sha256"]
+    );
+    // A registry rule turned on in the cluster opens DNS and HTTPS egress.
+    let egress = one(&docs, "NetworkPolicy")["spec"]["egress"].clone();
+    assert_ne!(egress, json!([]), "{egress}");
+
+    // Under source=helm the same live ConfigMap is overwritten with the values' policy.
+    let docs = render_against(api, &[]);
+    assert_eq!(rendered_policy(&docs), rendered_policy(&installed));
+    assert_eq!(workloads_failure_policy(&docs), "Ignore");
+    assert_eq!(
+        one(&docs, "ConfigMap")["metadata"]["annotations"]["vigil.dev/policy-source"],
+        "helm"
+    );
+}
+
+#[test]
+fn source_cluster_never_drops_a_change_of_the_policy_values() {
+    let install = ["--set", "policyConfigMap.source=cluster"];
+    let api = api_with_policy(live_policy_configmap(&install, CLUSTER_EDIT));
+    let changed = [
+        "--set",
+        "policyConfigMap.source=cluster",
+        "--set",
+        "policy.mode=warn",
+    ];
+    let message = render_error_against(api, &changed);
+    let sha = one(&documents(&render(&changed)), "ConfigMap")["metadata"]["annotations"]
+        ["vigil.dev/values-policy-sha256"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    for part in [
+        "policyConfigMap.source=cluster: the policy values changed",
+        "ConfigMap vigil/vigil-policy",
+        "--set policyConfigMap.source=helm",
+        "--force-conflicts",
+        &format!("--set policyConfigMap.ignoreValuesPolicy={sha}"),
+    ] {
+        assert!(
+            message.contains(part),
+            "the message lacks {part:?}:\n{message}"
+        );
+    }
+
+    // Acknowledged: the cluster's policy stays, and the new values are recorded as seen.
+    let mut acknowledged = changed.to_vec();
+    let ignore = format!("policyConfigMap.ignoreValuesPolicy={sha}");
+    acknowledged.extend(["--set", &ignore]);
+    let docs = render_against(api, &acknowledged);
+    assert_eq!(rendered_policy(&docs), CLUSTER_EDIT);
+    assert_eq!(
+        one(&docs, "ConfigMap")["metadata"]["annotations"]["vigil.dev/values-policy-sha256"],
+        sha.as_str()
+    );
+
+    // Back to source=helm: the values' policy is written, changed or not.
+    let docs = render_against(
+        api,
+        &[
+            "--set",
+            "policyConfigMap.source=helm",
+            "--set",
+            "policy.mode=warn",
+        ],
+    );
+    assert!(rendered_policy(&docs).contains("mode: warn\n"));
+
+    // A ConfigMap written before the chart recorded the values' sha256: its policy.yaml stands for the
+    // values it was written from.
+    let mut older = live_policy_configmap(&install, "");
+    older["metadata"]["annotations"]
+        .as_object_mut()
+        .unwrap()
+        .remove("vigil.dev/values-policy-sha256");
+    older["data"]["policy.yaml"] = rendered_policy(&documents(&render(&install))).into();
+    let api = api_with_policy(older);
+    render_against(api, &install);
+    let message = render_error_against(api, &changed);
+    assert!(message.contains("the policy values changed"), "{message}");
+}
+
+#[test]
+fn source_cluster_refuses_to_guess_from_a_live_policy_that_is_not_yaml() {
+    let install = ["--set", "policyConfigMap.source=cluster"];
+    let api = api_with_policy(live_policy_configmap(&install, "mode: [enforce"));
+    let message = render_error_against(api, &install);
+    assert!(
+        message.contains("policy.yaml in the ConfigMap vigil/vigil-policy is not YAML"),
+        "{message}"
     );
 }
 

@@ -5,6 +5,7 @@ pub mod edit;
 mod exemption;
 mod glob;
 
+use std::collections::BTreeSet;
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
@@ -482,6 +483,55 @@ impl Policy {
         } else {
             parts.join("; ")
         }
+    }
+
+    /// Where this policy enforces: `mode` when its mode is enforce, `rules.<id>` for each rule set to enforce,
+    /// and `namespaces[<patterns>]` for each namespace override that enforces. The chart counts the same
+    /// places when it works out the webhook's failurePolicy (`vigil.enforcing`).
+    pub fn enforced_places(&self) -> BTreeSet<String> {
+        let mut places = BTreeSet::new();
+        if self.mode == Mode::Enforce {
+            places.insert("mode".to_owned());
+        }
+        for (id, config) in &self.document.rules {
+            if config.mode == Some(Mode::Enforce) {
+                places.insert(format!("rules.{id}"));
+            }
+        }
+        for o in self.namespaces.iter().filter(|o| o.mode == Mode::Enforce) {
+            let patterns: Vec<String> = o.matches.iter().map(Glob::to_string).collect();
+            places.insert(format!("namespaces[{}]", patterns.join(",")));
+        }
+        places
+    }
+
+    /// The mode settings that differ from `old` and that a single value can set: the policy mode, and
+    /// each rule whose new setting is a mode alone. Each is a path in the policy document (`mode`,
+    /// `rules.<id>`) with its new mode.
+    pub fn mode_changes(&self, old: &Policy) -> Vec<(String, Mode)> {
+        let mut changes = Vec::new();
+        if self.mode != old.mode {
+            changes.push(("mode".to_owned(), self.mode));
+        }
+        let mode_of = |doc: &Document, id: &str| {
+            doc.rules
+                .iter()
+                .find(|(r, _)| r == id)
+                .and_then(|(_, c)| c.mode)
+        };
+        for (id, config) in &self.document.rules {
+            let mode_only = RuleConfig {
+                mode: config.mode,
+                ..RuleConfig::default()
+            };
+            if let Some(mode) = config.mode
+                && *config == mode_only
+                && mode_of(&old.document, id) != Some(mode)
+            {
+                changes.push((format!("rules.{id}"), mode));
+            }
+        }
+        changes
     }
 
     /// A one-line summary of this policy, for a policy created or deleted outright.

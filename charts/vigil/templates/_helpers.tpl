@@ -165,11 +165,11 @@ clientConfig:
 {{- end -}}
 
 {{/*
-values.policy as JSON, with every mode written bare as `off` (which YAML 1.1, and so Helm, reads as false)
-turned back into "off".
+A policy dict as JSON, with every mode written bare as `off` (which YAML 1.1, and so Helm's values and
+fromYaml, read as false) turned back into "off".
 */}}
-{{- define "vigil.policy" -}}
-{{- $policy := deepCopy .Values.policy -}}
+{{- define "vigil.normalizedPolicy" -}}
+{{- $policy := deepCopy . -}}
 {{- if kindIs "bool" $policy.mode -}}
 {{- $_ := set $policy "mode" "off" -}}
 {{- end -}}
@@ -181,28 +181,99 @@ turned back into "off".
 {{- end -}}
 {{- end -}}
 {{- range ($policy.namespaces | default list) -}}
-{{- if kindIs "bool" .mode -}}
+{{- if and (kindIs "map" .) (kindIs "bool" .mode) -}}
 {{- $_ := set . "mode" "off" -}}
 {{- end -}}
 {{- end -}}
 {{- toJson $policy -}}
 {{- end -}}
 
+{{/* values.policy as JSON (see vigil.normalizedPolicy). */}}
+{{- define "vigil.policy" -}}
+{{- include "vigil.normalizedPolicy" .Values.policy -}}
+{{- end -}}
+
+{{/* values.policy as the policy.yaml text the chart writes. */}}
+{{- define "vigil.valuesPolicyText" -}}
+{{- $policy := include "vigil.policy" . | fromJson -}}
+apiVersion: vigil.dev/v1alpha1
+kind: Policy
+{{- range $key := list "mode" "profile" "updates" "rules" "namespaces" "exemptions" "registry" }}
+{{- $value := get $policy $key }}
+{{- if not (or (kindIs "invalid" $value) (and (kindIs "map" $value) (empty $value))) }}
+{{ dict $key $value | toYaml }}
+{{- end }}
+{{- end }}
+{{ end -}}
+
 {{/*
-"true" when the policy enforces anything: its mode, a rule's mode, or a namespace override. Then an outage
-must not silently admit what the policy would deny, and the default failurePolicy is Fail.
+The live policy ConfigMap (lookup), as JSON; {} when there is none: at install, and whenever Helm renders
+without a cluster (helm template, --dry-run=client). Looked up once per render.
+*/}}
+{{- define "vigil.livePolicyConfigMap" -}}
+{{- if not (hasKey . "vigilLivePolicyConfigMap") -}}
+{{- $live := lookup "v1" "ConfigMap" .Release.Namespace (include "vigil.policyConfigMapName" .) | default dict -}}
+{{- $_ := set . "vigilLivePolicyConfigMap" $live -}}
+{{- end -}}
+{{- toJson (get . "vigilLivePolicyConfigMap") -}}
+{{- end -}}
+
+{{/*
+The live policy.yaml that policyConfigMap.source=cluster keeps, or "" when the chart writes the values'
+policy: under source=helm, and under source=cluster when there is no live ConfigMap with a policy.yaml
+(the first install). Fails when the values' policy changed since the chart last wrote or acknowledged it,
+since under source=cluster it would not be applied.
+*/}}
+{{- define "vigil.clusterPolicyText" -}}
+{{- if eq .Values.policyConfigMap.source "cluster" -}}
+{{- $live := include "vigil.livePolicyConfigMap" . | fromJson -}}
+{{- $text := index ($live.data | default dict) "policy.yaml" | default "" -}}
+{{- if $text -}}
+{{- $annotations := $live.metadata.annotations | default dict -}}
+{{- $valuesSha := include "vigil.valuesPolicyText" . | sha256sum -}}
+{{- $recorded := index $annotations "vigil.dev/values-policy-sha256" | default ($text | sha256sum) -}}
+{{- if not (has $valuesSha (list $recorded .Values.policyConfigMap.ignoreValuesPolicy)) -}}
+{{- $cm := printf "%s/%s" .Release.Namespace (include "vigil.policyConfigMapName" .) -}}
+{{- fail (printf "policyConfigMap.source=cluster: the policy values changed (sha256 %s, last applied %s), but under source=cluster the chart never writes them over the policy kept in the cluster (ConfigMap %s), so this upgrade would drop the change. Either: make the change in the ConfigMap (kubectl apply) and upgrade with the values unchanged; or write the values' policy over the cluster's with --set policyConfigMap.source=helm (add --force-conflicts if it was edited with kubectl); or keep the cluster's policy and record this values change as not applied with --set policyConfigMap.ignoreValuesPolicy=%s" $valuesSha $recorded $cm $valuesSha) -}}
+{{- end -}}
+{{- $text -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{/*
+The policy in force after this render, as JSON: the live one kept under policyConfigMap.source=cluster, or
+values.policy. The failurePolicy and the registry egress follow it.
+*/}}
+{{- define "vigil.policyInForce" -}}
+{{- $text := include "vigil.clusterPolicyText" . -}}
+{{- if $text -}}
+{{- $live := fromYaml $text -}}
+{{- if or (hasKey $live "Error") (not (kindIs "map" $live)) -}}
+{{- fail (printf "policyConfigMap.source=cluster: policy.yaml in the ConfigMap %s/%s is not YAML (%s); fix it with kubectl apply, then upgrade" .Release.Namespace (include "vigil.policyConfigMapName" .) (get $live "Error" | default "not a map")) -}}
+{{- end -}}
+{{- include "vigil.normalizedPolicy" $live -}}
+{{- else -}}
+{{- include "vigil.policy" . -}}
+{{- end -}}
+{{- end -}}
+
+{{/*
+"true" when a policy (a dict, as vigil.policyInForce gives it) enforces anything: its mode, a rule's mode,
+or a namespace override. Then an outage must not silently admit what the policy would deny, and the
+default failurePolicy is Fail. Vigil's policy-edit check (src/policy/edit.rs) counts the same places.
 */}}
 {{- define "vigil.enforcing" -}}
-{{- $enforcing := eq (toString .Values.policy.mode) "enforce" -}}
-{{- range $id, $rule := .Values.policy.rules -}}
+{{- $enforcing := eq (toString .mode) "enforce" -}}
+{{- range $id, $rule := (.rules | default dict) -}}
 {{- if and (kindIs "string" $rule) (eq (toString $rule) "enforce") -}}
 {{- $enforcing = true -}}
 {{- else if and (kindIs "map" $rule) (eq (toString (get $rule "mode")) "enforce") -}}
 {{- $enforcing = true -}}
 {{- end -}}
 {{- end -}}
-{{- range .Values.policy.namespaces -}}
-{{- if eq (toString .mode) "enforce" -}}
+{{- range (.namespaces | default list) -}}
+{{- if and (kindIs "map" .) (eq (toString .mode) "enforce") -}}
 {{- $enforcing = true -}}
 {{- end -}}
 {{- end -}}
@@ -210,11 +281,12 @@ must not silently admit what the policy would deny, and the default failurePolic
 {{- end -}}
 
 {{/*
-"true" when a registry rule (one that looks images up in their registries) is on: configured in
-policy.rules with a mode other than off, its own or the policy's. Such a rule needs DNS and HTTPS egress.
+"true" when a registry rule (one that looks images up in their registries) is on in the policy in force:
+configured in its rules with a mode other than off, its own or the policy's. Such a rule needs DNS and HTTPS
+egress.
 */}}
 {{- define "vigil.registryLookups" -}}
-{{- $policy := include "vigil.policy" . | fromJson -}}
+{{- $policy := include "vigil.policyInForce" . | fromJson -}}
 {{- $on := false -}}
 {{- range $id := list "image-resolvable" "image-digest-deny" "image-tag-moved" "image-runs-as-root" -}}
 {{- if hasKey ($policy.rules | default dict) $id -}}
@@ -233,11 +305,14 @@ policy.rules with a mode other than off, its own or the policy's. Such a rule ne
 {{- $on -}}
 {{- end -}}
 
-{{/* The failurePolicy of the ordinary-namespaces entry: the value, or Fail when enforcing, else Ignore. */}}
+{{/*
+The failurePolicy of the ordinary-namespaces entry: the value, or Fail when the policy in force enforces
+anything, else Ignore.
+*/}}
 {{- define "vigil.failurePolicy" -}}
 {{- if .Values.webhook.failurePolicy -}}
 {{- .Values.webhook.failurePolicy -}}
-{{- else if eq (include "vigil.enforcing" .) "true" -}}
+{{- else if eq (include "vigil.enforcing" (include "vigil.policyInForce" . | fromJson)) "true" -}}
 Fail
 {{- else -}}
 Ignore
