@@ -33,6 +33,7 @@ mod privileged;
 mod proc_mount;
 mod run_as_non_root;
 mod seccomp;
+pub mod secret_in_args;
 pub mod secret_in_env;
 mod selinux;
 mod sysctls;
@@ -142,6 +143,7 @@ rule_ids! {
     ImageTagMoved => "image-tag-moved",
     ImageRunsAsRoot => "image-runs-as-root",
     PolicyChange => "policy-change",
+    SecretInArgs => "secret-in-args",
 }
 
 impl RuleId {
@@ -179,7 +181,7 @@ pub struct Rule {
 }
 
 /// Every rule, indexed by `RuleId as usize`.
-pub static CATALOGUE: [Rule; 25] = [
+pub static CATALOGUE: [Rule; 26] = [
     privileged::RULE,
     host_namespaces::RULE,
     host_ports::RULE,
@@ -205,6 +207,7 @@ pub static CATALOGUE: [Rule; 25] = [
     image_tag_moved::RULE,
     image_runs_as_root::RULE,
     policy_change::RULE,
+    secret_in_args::RULE,
 ];
 
 /// What a rule's check may read besides the pod: the policy's profile, the rule options, and what the
