@@ -17,7 +17,9 @@ use std::borrow::Cow;
 use std::ops::Range;
 
 use super::secret_in_env::{credential_shapes, is_credential_name, is_inert};
-use super::{CheckContext, DefaultMode, Finding, PodView, Rule, RuleId, RuleProfile, Severity};
+use super::{
+    Check, CheckContext, DefaultMode, Finding, PodView, Rule, RuleId, RuleProfile, Severity,
+};
 
 pub const RULE: Rule = Rule {
     id: RuleId::SecretInArgs,
@@ -27,7 +29,7 @@ pub const RULE: Rule = Rule {
     default_mode: DefaultMode::Policy,
     description: "a literal credential in a container's command or args (--password=..., tokens, URLs)",
     about_image: false,
-    check,
+    check: Check::Pod(check),
 };
 
 /// What replaces a credential in a command line that a message shows.

@@ -12,7 +12,9 @@ use std::sync::LazyLock;
 
 use regex::{Regex, RegexSet};
 
-use super::{CheckContext, DefaultMode, Finding, PodView, Rule, RuleId, RuleProfile, Severity};
+use super::{
+    Check, CheckContext, DefaultMode, Finding, PodView, Rule, RuleId, RuleProfile, Severity,
+};
 
 pub const RULE: Rule = Rule {
     id: RuleId::SecretInEnv,
@@ -22,7 +24,7 @@ pub const RULE: Rule = Rule {
     default_mode: DefaultMode::Policy,
     description: "a literal env value that looks like a credential (cloud keys, private keys, tokens)",
     about_image: false,
-    check,
+    check: Check::Pod(check),
 };
 
 /// The credential shapes recognised in a value: (what it is, regular expression).
