@@ -574,13 +574,24 @@ fn read_request<'a>(
     };
 
     // CONNECT is routed by its subresource, whatever the kind says: exec, attach and port-forward are
-    // judged, any other CONNECT (a proxy, say) is admitted at once.
+    // judged, any other CONNECT (a proxy, say) is admitted at once. An operation Vigil cannot read on one of
+    // those subresources is denied, as it is for the covered kinds.
+    let connect_kind = request
+        .sub_resource
+        .as_deref()
+        .and_then(ConnectKind::from_subresource);
+    if operation.is_none()
+        && let Some(connect_kind) = connect_kind
+    {
+        summary.kind = connect_kind.options_kind();
+        let op = request.operation.as_deref().unwrap_or_default();
+        return deny_unreadable(
+            summary,
+            format!("vigil could not read the request: unknown operation {op:?}"),
+        );
+    }
     if operation == Some(Operation::Connect) {
-        let Some(connect_kind) = request
-            .sub_resource
-            .as_deref()
-            .and_then(ConnectKind::from_subresource)
-        else {
+        let Some(connect_kind) = connect_kind else {
             return skip(summary);
         };
         summary.kind = connect_kind.options_kind();

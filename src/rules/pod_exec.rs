@@ -33,6 +33,31 @@ pub const RULE: Rule = Rule {
 /// (`alert::MAX_MESSAGE_CHARS`), so a megabyte of arguments is never joined.
 const LINE_CHARS: usize = 1024;
 
+/// How far past what is shown the credential detectors read, so that a value cut at the edge of the
+/// message is still recognised (a URL's password needs its `@`) and redacted.
+const SCAN_MARGIN: usize = 8192;
+
+/// The arguments that can appear in a line of `max` characters, each cut `SCAN_MARGIN` bytes past that:
+/// all that the message can show, and enough beyond it to redact what it shows. A CONNECT with a
+/// megabyte of command line costs no more than one with a few kilobytes.
+fn visible<S: AsRef<str>>(argv: &[S], max: usize) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut used = 0;
+    for arg in argv {
+        if used > max {
+            break;
+        }
+        let arg = arg.as_ref();
+        let mut cut = (max + SCAN_MARGIN).min(arg.len());
+        while !arg.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        used += arg[..cut].chars().count() + 1;
+        out.push(arg[..cut].to_owned());
+    }
+    out
+}
+
 /// `container "NAME"`, or the default container when none is named.
 pub(crate) fn target(connect: &Connect) -> String {
     match &connect.container {
@@ -107,7 +132,10 @@ fn check(connect: &Connect, out: &mut Vec<Finding>) {
         ConnectKind::Exec => format!(
             "exec into {} {session}: {}",
             target(connect),
-            shell_line(&secret_in_args::redact(&connect.command), LINE_CHARS)
+            shell_line(
+                &secret_in_args::redact(&visible(&connect.command, LINE_CHARS)),
+                LINE_CHARS
+            )
         ),
         ConnectKind::Attach => format!("attach to {} {session}", target(connect)),
         ConnectKind::PortForward => return,
@@ -187,11 +215,32 @@ mod tests {
     }
 
     #[test]
-    fn huge_command_lines_are_built_only_as_far_as_shown() {
+    fn huge_command_lines_are_read_and_built_only_as_far_as_shown() {
         let argv: Vec<String> = (0..100_000).map(|i| format!("arg{i}")).collect();
         let line = shell_line(&argv, LINE_CHARS);
         assert!(line.len() < LINE_CHARS + 16, "{}", line.len());
+        assert!(visible(&argv, LINE_CHARS).len() < 200);
         let one = vec!["x".repeat(1_000_000)];
         assert!(shell_line(&one, LINE_CHARS).len() <= LINE_CHARS + 1);
+        assert_eq!(visible(&one, LINE_CHARS)[0].len(), LINE_CHARS + SCAN_MARGIN);
+    }
+
+    #[test]
+    fn a_credential_at_the_edge_of_the_message_is_still_redacted() {
+        // The password starts inside the shown part; its URL's `@` lies past it.
+        let padding = "x".repeat(LINE_CHARS - 30);
+        let url = format!("postgres://app:{}@db/app", "s".repeat(100));
+        let command = serde_json::json!(["psql", padding, url]);
+        let f = connect_findings(
+            RuleId::PodExec,
+            ConnectKind::Exec,
+            &serde_json::json!({ "command": command }).to_string(),
+        );
+        assert!(
+            f[0].message.contains("postgres://app:<redacted>"),
+            "{}",
+            f[0].message
+        );
+        assert!(!f[0].message.contains("sss"), "{}", f[0].message);
     }
 }
