@@ -546,12 +546,26 @@ fn rows() -> Vec<Row> {
                 &pod_review(privileged_spec()),
                 r#""name":"app""#,
                 &format!(
-                    r#""name":"app","args":{}{}"#,
+                    r#""name":"app","volumeMounts":{}{}"#,
                     "[".repeat(200),
                     "]".repeat(200)
                 ),
             ),
             Denied(403),
+        ),
+        // A field a rule reads, holding the wrong type, is an error: denied in-band, never skipped.
+        row(
+            "200 nested arrays in args beside a privileged flag",
+            rewritten(
+                &pod_review(privileged_spec()),
+                r#""name":"app""#,
+                &format!(
+                    r#""name":"app","args":{}{}"#,
+                    "[".repeat(200),
+                    "]".repeat(200)
+                ),
+            ),
+            Denied(400),
         ),
         // Wrong types.
         row(
