@@ -14,6 +14,7 @@ use serde_json::value::RawValue;
 use time::OffsetDateTime;
 
 use crate::alert::{self, AlertRecord, ObjectRef, UserRef};
+use crate::connect::{Connect, ConnectKind};
 use crate::engine::{self, Decision, Operation, Violation};
 use crate::image::ImageRef;
 use crate::policy::Policy;
@@ -576,6 +577,57 @@ fn read_request<'a>(
         })
     };
 
+    // CONNECT is routed by its subresource, whatever the kind says: exec, attach and port-forward are
+    // judged, any other CONNECT (a proxy, say) is admitted at once. An operation Vigil cannot read on one of
+    // those subresources is denied, as it is for the covered kinds.
+    let connect_kind = request
+        .sub_resource
+        .as_deref()
+        .and_then(ConnectKind::from_subresource);
+    if operation.is_none()
+        && let Some(connect_kind) = connect_kind
+    {
+        summary.kind = connect_kind.options_kind();
+        let op = request.operation.as_deref().unwrap_or_default();
+        return deny_unreadable(
+            summary,
+            format!("vigil could not read the request: unknown operation {op:?}"),
+        );
+    }
+    if operation == Some(Operation::Connect) {
+        let Some(connect_kind) = connect_kind else {
+            return skip(summary);
+        };
+        summary.kind = connect_kind.options_kind();
+        if endpoint == Endpoint::Mutate {
+            // Nothing to annotate: a CONNECT stores no object.
+            return skip(summary);
+        }
+        let connect = match &request.object {
+            Some(ObjectValue::Raw(raw)) => {
+                Connect::from_json(connect_kind, raw.get()).map_err(|e| {
+                    format!(
+                        "vigil could not read the {}: object.{e}",
+                        connect_kind.options_kind()
+                    )
+                })
+            }
+            Some(ObjectValue::Decoded(_)) => Err(format!(
+                "vigil could not read the request: a CONNECT on {connect_kind} carries a {}, not a {}",
+                gvk.map_or("", |k| k.kind.as_ref()),
+                connect_kind.options_kind()
+            )),
+            None => Err(format!(
+                "vigil could not read the request: a CONNECT on {connect_kind} has no object"
+            )),
+        };
+        return match connect {
+            Ok(connect) => Prepared::Answered(connect_review(
+                policy, &request, &uid, &connect, now, summary,
+            )),
+            Err(message) => deny_unreadable(summary, message),
+        };
+    }
     if gvk.is_some_and(|k| is_core_group(&k.group) && k.kind.eq_ignore_ascii_case("ConfigMap")) {
         summary.kind = "ConfigMap";
         let is_policy = request.namespace.as_deref() == Some(&policy_configmap.namespace)
@@ -611,6 +663,7 @@ fn read_request<'a>(
     };
     let operation = match operation {
         Some(op @ (Operation::Create | Operation::Update)) => op,
+        // CONNECT was answered above.
         Some(Operation::Delete | Operation::Connect) => return skip(summary),
         None => {
             let op = request.operation.as_deref().unwrap_or_default();
@@ -738,35 +791,8 @@ impl Pending<'_> {
             namespace,
             name: object_name(request.name.as_deref(), &object),
         };
-        summary.decision = alert::decision_word(&decision);
-        summary.namespace = object_ref.namespace.clone();
-        summary.name = object_ref.name.clone();
-        summary.violations = decision
-            .violations
-            .iter()
-            .map(|v| (v.rule.as_str(), v.mode.as_str()))
-            .collect();
-        summary.exemptions = decision
-            .violations
-            .iter()
-            .filter_map(|v| v.exemption.clone())
-            .collect();
-
-        let record = (!decision.violations.is_empty()).then(|| {
-            AlertRecord {
-                schema: alert::SCHEMA,
-                time: alert::format_time(now),
-                uid,
-                decision: alert::decision_word(&decision),
-                dry_run: request.dry_run.unwrap_or(false),
-                operation: operation.as_str(),
-                object: &object_ref,
-                user: &user,
-                violations: alert::bounded(&decision.violations).0,
-                omitted: alert::bounded(&decision.violations).1,
-            }
-            .to_json()
-        });
+        summarize(&mut summary, &object_ref, &decision);
+        let record = alert_record(&request, uid, operation, now, &object_ref, &user, &decision);
         let body = match endpoint {
             Endpoint::Validate => validate_response(uid, &object_ref, &decision, record.as_deref()),
             Endpoint::Mutate => mutate_response(
@@ -786,6 +812,97 @@ impl Pending<'_> {
             },
             summary,
         }
+    }
+}
+
+/// Fills a review's summary with what was decided.
+fn summarize(summary: &mut ReviewSummary, object: &ObjectRef, decision: &Decision) {
+    summary.decision = alert::decision_word(decision);
+    summary.namespace = object.namespace.clone();
+    summary.name = object.name.clone();
+    summary.violations = decision
+        .violations
+        .iter()
+        .map(|v| (v.rule.as_str(), v.mode.as_str()))
+        .collect();
+    summary.exemptions = decision
+        .violations
+        .iter()
+        .filter_map(|v| v.exemption.clone())
+        .collect();
+}
+
+/// The alert line of a decision with violations.
+fn alert_record(
+    request: &RequestEnvelope<'_>,
+    uid: &str,
+    operation: Operation,
+    now: OffsetDateTime,
+    object: &ObjectRef,
+    user: &UserRef,
+    decision: &Decision,
+) -> Option<String> {
+    (!decision.violations.is_empty()).then(|| {
+        AlertRecord {
+            schema: alert::SCHEMA,
+            time: alert::format_time(now),
+            uid,
+            decision: alert::decision_word(decision),
+            dry_run: request.dry_run.unwrap_or(false),
+            operation: operation.as_str(),
+            object,
+            user,
+            violations: alert::bounded(&decision.violations).0,
+            omitted: alert::bounded(&decision.violations).1,
+        }
+        .to_json()
+    })
+}
+
+/// Judges and records a CONNECT into a running pod. The alert's object is the Pod the review names.
+fn connect_review(
+    policy: &Policy,
+    request: &RequestEnvelope<'_>,
+    uid: &str,
+    connect: &Connect,
+    now: OffsetDateTime,
+    mut summary: ReviewSummary,
+) -> Reviewed {
+    let user = request.user();
+    let namespace = request.namespace.as_deref().unwrap_or_default();
+    let decision = engine::evaluate_connect(
+        policy,
+        &engine::ConnectRequest {
+            namespace,
+            username: &user.username,
+            groups: &user.groups,
+            time: now,
+            connect,
+        },
+    );
+    let object = ObjectRef {
+        api_version: "v1".to_owned(),
+        kind: "Pod".to_owned(),
+        namespace: namespace.to_owned(),
+        name: match request.name.as_deref() {
+            Some(name) if !name.is_empty() => alert::clip(name),
+            _ => "(unnamed)".to_owned(),
+        },
+    };
+    summarize(&mut summary, &object, &decision);
+    let record = alert_record(
+        request,
+        uid,
+        Operation::Connect,
+        now,
+        &object,
+        &user,
+        &decision,
+    );
+    Reviewed {
+        body: validate_response(uid, &object, &decision, record.as_deref()),
+        alert: record,
+        summary,
     }
 }
 

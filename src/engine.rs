@@ -6,6 +6,7 @@ use serde::Serialize;
 use time::OffsetDateTime;
 
 use crate::alert;
+use crate::connect::Connect;
 use crate::policy::{LOOKUP_RULES, Mode, Policy, Requester, Updates};
 use crate::registry::RegistryFacts;
 use crate::rules::{self, CheckContext, Finding, PodView, RuleId, Severity};
@@ -56,6 +57,16 @@ pub struct Request<'a> {
     pub old_object: Option<&'a Workload>,
     /// What the registries said about the object's images, when look-ups were made.
     pub registry: Option<&'a RegistryFacts>,
+}
+
+/// A CONNECT into a running pod to judge: what it asks for, who sent it, where, and when.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnectRequest<'a> {
+    pub namespace: &'a str,
+    pub username: &'a str,
+    pub groups: &'a [String],
+    pub time: OffsetDateTime,
+    pub connect: &'a Connect,
 }
 
 /// A finding with its resolved mode: one entry of the alert record.
@@ -217,6 +228,54 @@ pub fn evaluate(policy: &Policy, request: &Request<'_>) -> Decision {
             message: alert::clip_message(&finding.message),
             exemption: exemption.map(|e| e.name.clone()),
             existing,
+        });
+    }
+    let allowed = !violations.iter().any(Violation::denies);
+    Decision {
+        violations,
+        allowed,
+    }
+}
+
+/// Evaluates a CONNECT (exec, attach, port-forward) under a policy. Only the rules about CONNECT run;
+/// there is no old object. Exemptions match as for any request, except that an exemption with an `images`
+/// selector never applies: the pod spec is not in a CONNECT review, so no image can be shown to match
+/// (fail closed).
+pub fn evaluate_connect(policy: &Policy, request: &ConnectRequest<'_>) -> Decision {
+    let mut found = Vec::new();
+    for rule in policy.active_rules() {
+        rules::run_connect(rule, request.connect, &mut found);
+    }
+    let namespace_override = policy.namespace_override(request.namespace);
+    let who = Requester {
+        namespace: request.namespace,
+        username: request.username,
+        groups: request.groups,
+        time: request.time,
+    };
+    let container = request.connect.container.as_deref().map(alert::clip);
+    let mut violations = Vec::with_capacity(found.len());
+    for finding in found {
+        let mode = policy.rule_mode(finding.rule, namespace_override);
+        if mode == Mode::Off {
+            continue;
+        }
+        let mode = finding.max_mode.map_or(mode, |cap| mode.min(cap));
+        let exemption = policy
+            .exemptions
+            .iter()
+            .find(|e| e.covers_rule(finding.rule) && !e.selects_images() && e.applies_to(&who));
+        violations.push(Violation {
+            rule: finding.rule,
+            mode,
+            severity: finding.severity,
+            techniques: finding.rule.rule().techniques,
+            container: container.clone(),
+            image: None,
+            field: finding.field,
+            message: alert::clip_message(&finding.message),
+            exemption: exemption.map(|e| e.name.clone()),
+            existing: false,
         });
     }
     let allowed = !violations.iter().any(Violation::denies);
@@ -570,5 +629,82 @@ mod tests {
         };
         assert!(decide(&p, &same, update(&old)).allowed);
         assert!(!decide(&p, &swapped, update(&old)).allowed);
+    }
+    fn exec(container: Option<&str>) -> Connect {
+        Connect {
+            kind: crate::connect::ConnectKind::Exec,
+            container: container.map(str::to_owned),
+            command: vec!["sh".into()],
+            stdin: true,
+            tty: true,
+            ports: vec![],
+        }
+    }
+
+    fn decide_connect(
+        policy: &Policy,
+        connect: &Connect,
+        namespace: &str,
+        groups: &[&str],
+    ) -> Decision {
+        let groups: Vec<String> = groups.iter().map(|g| (*g).to_owned()).collect();
+        evaluate_connect(
+            policy,
+            &ConnectRequest {
+                namespace,
+                username: "bob",
+                groups: &groups,
+                time: NOW,
+                connect,
+            },
+        )
+    }
+
+    #[test]
+    fn connect_is_recorded_in_audit_by_default_even_under_an_enforce_policy() {
+        let d = decide_connect(&policy(""), &exec(Some("app")), "team-a", &["dev"]);
+        assert!(d.allowed);
+        assert_eq!(rules_of(&d), [("pod-exec", Mode::Audit, None, false)]);
+        assert_eq!(d.violations[0].container.as_deref(), Some("app"));
+        assert_eq!(d.violations[0].image, None);
+        let d = decide_connect(&policy(""), &exec(None), "team-a", &["dev"]);
+        assert_eq!(d.violations[0].container, None, "the default container");
+    }
+
+    #[test]
+    fn connect_exemptions_match_requesters_but_never_images() {
+        let p = policy(
+            "rules:\n  pod-exec: enforce\nexemptions:\n  - name: sre-exec\n    reason: on-call\n    rules: [pod-exec]\n    namespaces: [prod-*]\n    groups: [sre]\n  - name: tools\n    reason: debug images\n    images: [ghcr.io/corp/*]\n",
+        );
+        let cases = [
+            ("prod-web", &["sre"][..], true),
+            ("prod-web", &["dev"][..], false),
+            ("team-a", &["sre"][..], false),
+        ];
+        for (ns, groups, allowed) in cases {
+            let d = decide_connect(&p, &exec(Some("app")), ns, groups);
+            assert_eq!(d.allowed, allowed, "{ns} {groups:?}");
+            let expected = allowed.then_some("sre-exec");
+            assert_eq!(
+                d.violations[0].exemption.as_deref(),
+                expected,
+                "{ns} {groups:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn connect_rules_follow_namespace_overrides_and_off() {
+        let p = policy("namespaces:\n  - match: [locked]\n    mode: enforce\n");
+        assert!(!decide_connect(&p, &exec(None), "locked", &[]).allowed);
+        assert!(decide_connect(&p, &exec(None), "team-a", &[]).allowed);
+        let off = policy("rules:\n  pod-exec: off\n");
+        assert_eq!(
+            decide_connect(&off, &exec(None), "team-a", &[]),
+            Decision {
+                violations: vec![],
+                allowed: true
+            }
+        );
     }
 }

@@ -4,6 +4,7 @@
 pub mod admission;
 pub mod alert;
 pub mod cli;
+pub mod connect;
 pub mod engine;
 pub mod image;
 pub mod manifest;

@@ -20,6 +20,12 @@ where
     Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
 }
 
+/// Reads a list of strings as Go's decoder does: `null` or absent is empty, and a `null` item is `""`.
+pub(crate) fn nullable_strings<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    let items = Option::<Vec<Option<String>>>::deserialize(d)?.unwrap_or_default();
+    Ok(items.into_iter().map(Option::unwrap_or_default).collect())
+}
+
 /// The pod-bearing kinds Vigil covers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 pub enum WorkloadKind {
@@ -278,6 +284,11 @@ pub struct Container {
     pub name: String,
     #[serde(default)]
     pub image: Option<String>,
+    /// The entrypoint, as written (`secret-in-args` reads it with `args`).
+    #[serde(default, deserialize_with = "nullable_strings")]
+    pub command: Vec<String>,
+    #[serde(default, deserialize_with = "nullable_strings")]
+    pub args: Vec<String>,
     #[serde(default)]
     pub security_context: Option<SecurityContext>,
     #[serde(default, deserialize_with = "nullable")]

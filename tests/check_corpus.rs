@@ -86,6 +86,17 @@ fn every_rendered_chart_reads_and_flags_are_counted() {
         ));
     }
     let _ = std::io::stderr().write_all(report.as_bytes());
+
+    // secret-in-args reads the 1,250 command and args entries of 220 of these objects and flags none: the
+    // charts pass credentials by reference ($(VAR), "$VAR", $(< FILE)). A first cut flagged 18 objects, all
+    // false positives, each pinned in src/rules/secret_in_args.rs: 6 airflow scripts whose
+    // `redis_credentials=` values mix a shell reference with other text, 11 `find ... -print0` read as
+    // MySQL's `-pPASSWORD`, and contour's `--secrets-format=compact`.
+    assert_eq!(
+        by_rule.get("secret-in-args"),
+        None,
+        "secret-in-args flags only false positives in this corpus:\n{report}"
+    );
 }
 
 #[test]

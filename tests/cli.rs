@@ -6,7 +6,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use serde_json::Value;
+use serde_json::{Value, json};
 
 struct Run {
     code: i32,
@@ -345,6 +345,224 @@ fn review_records_kubectl_debug() {
     assert_eq!(debugger["field"], "spec.ephemeralContainers[0]");
 }
 
+/// The three CONNECT reviews recorded from a real kube-apiserver: `kubectl exec p -- sh -c '...'`,
+/// `kubectl attach p`, and a port-forward to ports 80 and 5432, all by user `admin` in namespace `ex`.
+const EXEC: &str = "reviews/pod-exec-connect.kube-apiserver-1.36.json";
+const ATTACH: &str = "reviews/pod-attach-connect.kube-apiserver-1.36.json";
+const PORT_FORWARD: &str = "reviews/pod-portforward-connect.kube-apiserver-1.36.json";
+
+/// `vigil review [--policy POLICY] FILE`: the response, and the alert record it carries.
+fn review_file(policy: Option<&str>, rel: &str) -> (Value, Option<Value>) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = data(rel).display().to_string();
+    let run = match policy {
+        Some(text) => {
+            let policy = temp_file(&dir, "policy.yaml", text);
+            vigil(&["review", "--policy", &policy, &path], None)
+        }
+        None => vigil(&["review", &path], None),
+    };
+    assert_eq!(run.code, 0, "{rel}: {}", run.stderr);
+    let response: Value = serde_json::from_str(&run.stdout).unwrap();
+    let alert = response["response"]["auditAnnotations"]["alert"]
+        .as_str()
+        .map(|a| serde_json::from_str(a).unwrap());
+    (response["response"].clone(), alert)
+}
+
+#[test]
+fn review_records_exec_attach_and_port_forward_under_the_default_policy() {
+    for (rel, rule, container, message) in [
+        (
+            EXEC,
+            "pod-exec",
+            json!("p"),
+            r#"exec into container "p" (stdin: no, tty: no): sh -c 'cat /var/run/secrets/kubernetes.io/serviceaccount/token'"#,
+        ),
+        (
+            ATTACH,
+            "pod-exec",
+            json!("p"),
+            r#"attach to container "p" (stdin: no, tty: no)"#,
+        ),
+        (
+            PORT_FORWARD,
+            "port-forward",
+            Value::Null,
+            "port-forward to ports 80, 5432",
+        ),
+    ] {
+        let (response, alert) = review_file(None, rel);
+        assert_eq!(response["allowed"], true, "{rel}: audit admits");
+        assert!(response.get("warnings").is_none(), "{rel}: audit is quiet");
+        assert_eq!(response["auditAnnotations"]["violations"], rule, "{rel}");
+        let alert = alert.unwrap_or_else(|| panic!("{rel}: every CONNECT is recorded"));
+        assert_eq!(alert["operation"], "CONNECT");
+        assert_eq!(alert["decision"], "allowed");
+        assert_eq!(
+            alert["object"],
+            json!({"apiVersion": "v1", "kind": "Pod", "namespace": "ex", "name": "p"})
+        );
+        assert_eq!(
+            alert["user"],
+            json!({"username": "admin", "groups": ["system:masters", "system:authenticated"]})
+        );
+        let violations = alert["violations"].as_array().unwrap();
+        assert_eq!(violations.len(), 1, "{rel}: {violations:?}");
+        let v = &violations[0];
+        assert_eq!(v["rule"], rule);
+        assert_eq!(v["mode"], "audit");
+        assert_eq!(v["container"], container, "{rel}");
+        assert_eq!(v["image"], Value::Null);
+        assert_eq!(v["message"], message, "{rel}");
+    }
+}
+
+#[test]
+fn review_denies_exec_and_attach_under_pod_exec_enforce_and_port_forward_under_its_own() {
+    let exec_enforced = format!("{ENFORCE}rules:\n  pod-exec: enforce\n");
+    for (rel, allowed) in [(EXEC, false), (ATTACH, false), (PORT_FORWARD, true)] {
+        let (response, alert) = review_file(Some(&exec_enforced), rel);
+        assert_eq!(response["allowed"], allowed, "{rel}");
+        assert_eq!(
+            alert.unwrap()["decision"],
+            if allowed { "allowed" } else { "denied" }
+        );
+    }
+    let (response, _) = review_file(Some(&exec_enforced), EXEC);
+    assert_eq!(response["status"]["code"], 403);
+    assert_eq!(
+        response["status"]["message"],
+        r#"Pod ex/p denied by vigil: [pod-exec] exec into container "p" (stdin: no, tty: no): sh -c 'cat /var/run/secrets/kubernetes.io/serviceaccount/token' (pods/exec)"#
+    );
+    let (response, _) = review_file(Some(&exec_enforced), ATTACH);
+    assert_eq!(
+        response["status"]["message"],
+        r#"Pod ex/p denied by vigil: [pod-exec] attach to container "p" (stdin: no, tty: no) (pods/attach)"#
+    );
+
+    let forward_enforced = format!("{ENFORCE}rules:\n  port-forward: enforce\n");
+    let (response, _) = review_file(Some(&forward_enforced), PORT_FORWARD);
+    assert_eq!(response["allowed"], false);
+    assert_eq!(
+        response["status"]["message"],
+        "Pod ex/p denied by vigil: [port-forward] port-forward to ports 80, 5432 (pods/portforward)"
+    );
+    let (response, _) = review_file(Some(&forward_enforced), EXEC);
+    assert_eq!(
+        response["allowed"], true,
+        "pod-exec keeps its default, audit"
+    );
+}
+
+#[test]
+fn review_admits_exec_by_an_exempted_group_and_never_by_image() {
+    let policy = format!(
+        "{ENFORCE}rules:\n  pod-exec: enforce\n  port-forward: enforce\nexemptions:\n  - name: masters-may-exec\n    reason: cluster admins debug\n    rules: [pod-exec]\n    namespaces: [ex]\n    groups: [system:masters]\n"
+    );
+    let (response, alert) = review_file(Some(&policy), EXEC);
+    assert_eq!(response["allowed"], true);
+    let alert = alert.unwrap();
+    assert_eq!(alert["violations"][0]["exemption"], "masters-may-exec");
+    let (response, _) = review_file(Some(&policy), PORT_FORWARD);
+    assert_eq!(
+        response["allowed"], false,
+        "the exemption names pod-exec only"
+    );
+
+    // The pod spec is not in a CONNECT review, so no image can be shown to match: fail closed.
+    let by_image = format!(
+        "{ENFORCE}rules:\n  pod-exec: enforce\nexemptions:\n  - name: debug-images\n    reason: debug tooling\n    groups: [system:masters]\n    images: [\"docker.io/library/*\"]\n"
+    );
+    let (response, alert) = review_file(Some(&by_image), EXEC);
+    assert_eq!(response["allowed"], false);
+    assert_eq!(alert.unwrap()["violations"][0]["exemption"], Value::Null);
+}
+
+/// The README's example: only the group `sre` may exec into `prod-*`; everyone may in `dev-*` and
+/// `staging-*`; nobody elsewhere.
+const SRE_ONLY_IN_PROD: &str = r#"apiVersion: vigil.dev/v1alpha1
+kind: Policy
+mode: audit
+rules:
+  pod-exec: enforce
+exemptions:
+  - name: sre-exec-prod
+    reason: on-call SREs debug production
+    rules: [pod-exec]
+    namespaces: ["prod-*"]
+    groups: ["sre"]
+  - name: exec-outside-prod
+    reason: teams debug their own namespaces
+    rules: [pod-exec]
+    namespaces: ["dev-*", "staging-*"]
+"#;
+
+#[test]
+fn readme_example_lets_only_sre_exec_into_prod() {
+    let readme =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
+    assert!(
+        readme.contains(SRE_ONLY_IN_PROD),
+        "the README shows this policy"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let policy = temp_file(&dir, "policy.yaml", SRE_ONLY_IN_PROD);
+    let recorded: Value =
+        serde_json::from_str(&std::fs::read_to_string(data(EXEC)).unwrap()).unwrap();
+    for (namespace, group, exemption) in [
+        ("prod-web", "sre", Some("sre-exec-prod")),
+        ("prod-web", "dev", None),
+        ("dev-1", "dev", Some("exec-outside-prod")),
+        ("team-a", "sre", None),
+    ] {
+        let mut review = recorded.clone();
+        review["request"]["namespace"] = json!(namespace);
+        review["request"]["userInfo"]["groups"] = json!([group, "system:authenticated"]);
+        let run = vigil(
+            &["review", "--policy", &policy, "-"],
+            Some(&review.to_string()),
+        );
+        assert_eq!(run.code, 0, "{}", run.stderr);
+        let response: Value = serde_json::from_str(&run.stdout).unwrap();
+        let r = &response["response"];
+        assert_eq!(
+            r["allowed"],
+            exemption.is_some(),
+            "{namespace} {group}: {r}"
+        );
+        let alert: Value =
+            serde_json::from_str(r["auditAnnotations"]["alert"].as_str().unwrap()).unwrap();
+        assert_eq!(
+            alert["violations"][0]["exemption"].as_str(),
+            exemption,
+            "{namespace} {group}: recorded either way"
+        );
+    }
+}
+
+#[test]
+fn review_never_repeats_a_credential_on_an_exec_command_line() {
+    let mut review: Value =
+        serde_json::from_str(&std::fs::read_to_string(data(EXEC)).unwrap()).unwrap();
+    review["request"]["object"]["command"] =
+        json!(["mysql", "-uroot", "-phunter22", "-e", "select 1"]);
+    let run = vigil(&["review", "-"], Some(&review.to_string()));
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(!run.stdout.contains("hunter22"), "{}", run.stdout);
+    let response: Value = serde_json::from_str(&run.stdout).unwrap();
+    let alert: Value = serde_json::from_str(
+        response["response"]["auditAnnotations"]["alert"]
+            .as_str()
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        alert["violations"][0]["message"],
+        r#"exec into container "p" (stdin: no, tty: no): mysql -uroot '-p<redacted>' -e 'select 1'"#
+    );
+}
+
 #[test]
 fn review_rejects_unreadable_input() {
     for (body, reason) in [
@@ -428,7 +646,7 @@ fn rules_lists_the_catalogue() {
     let json: Value =
         serde_json::from_str(&vigil(&["rules", "--output", "json"], None).stdout).unwrap();
     let rules = json.as_array().unwrap();
-    assert_eq!(rules.len(), 25);
+    assert_eq!(rules.len(), 28);
     let tag = rules.iter().find(|r| r["id"] == "image-tag").unwrap();
     assert_eq!(tag["defaultMode"], "warn");
     assert_eq!(tag["profile"], "baseline");

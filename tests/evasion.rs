@@ -546,12 +546,26 @@ fn rows() -> Vec<Row> {
                 &pod_review(privileged_spec()),
                 r#""name":"app""#,
                 &format!(
-                    r#""name":"app","args":{}{}"#,
+                    r#""name":"app","volumeMounts":{}{}"#,
                     "[".repeat(200),
                     "]".repeat(200)
                 ),
             ),
             Denied(403),
+        ),
+        // A field a rule reads, holding the wrong type, is an error: denied in-band, never skipped.
+        row(
+            "200 nested arrays in args beside a privileged flag",
+            rewritten(
+                &pod_review(privileged_spec()),
+                r#""name":"app""#,
+                &format!(
+                    r#""name":"app","args":{}{}"#,
+                    "[".repeat(200),
+                    "]".repeat(200)
+                ),
+            ),
+            Denied(400),
         ),
         // Wrong types.
         row(
@@ -911,6 +925,254 @@ fn deny_list_rows() -> Vec<Row> {
     .collect()
 }
 
+/// The evasion policy, with exec, attach and port-forward enforced (their catalogue default is audit).
+const CONNECT_POLICY: &str = "\
+apiVersion: vigil.dev/v1alpha1
+kind: Policy
+mode: enforce
+profile: baseline
+rules:
+  pod-exec: enforce
+  port-forward: enforce
+  image-registry:
+    mode: enforce
+    allow: [\"registry.corp.example\", \"ghcr.io/corp/*\"]
+";
+
+/// A CONNECT review on a pod subresource, shaped as the kube-apiserver sends it (see the recordings in
+/// tests/data/reviews): the object is the options, `name` is the pod.
+fn connect_review(subresource: &str, kind: &str, object: Value) -> Value {
+    let mut r = review_of("", kind, "CONNECT", object);
+    r["request"]["resource"] = json!({"group": "", "version": "v1", "resource": "pods"});
+    r["request"]["subResource"] = json!(subresource);
+    r["request"]["requestSubResource"] = json!(subresource);
+    r["request"]["name"] = json!("web-0");
+    r["request"]["options"] = Value::Null;
+    r
+}
+
+fn exec_review(object: Value) -> Value {
+    let mut object = object;
+    object["kind"] = json!("PodExecOptions");
+    object["apiVersion"] = json!("v1");
+    connect_review("exec", "PodExecOptions", object)
+}
+
+fn exec_of(command: &[&str]) -> Value {
+    exec_review(json!({"stdout": true, "stderr": true, "container": "app", "command": command}))
+}
+
+/// Attempts to run something inside a running pod unjudged. Every row must be judged: denied by
+/// `pod-exec` or `port-forward` (403) under `CONNECT_POLICY`, or, when the review cannot be read, denied
+/// in-band (400); never admitted at once, and never a crash.
+fn connect_rows() -> Vec<Row> {
+    use Expect::*;
+    let huge_argv: Vec<String> = (0..100_000).map(|i| format!("a{i}")).collect();
+    let ports: Vec<u32> = (1..=10_000).collect();
+    vec![
+        row(
+            "exec: a command smuggled through sh -c",
+            body(&exec_of(&[
+                "sh",
+                "-c",
+                "echo ok; cat /var/run/secrets/kubernetes.io/serviceaccount/token",
+            ])),
+            Denied(403),
+        ),
+        row(
+            "exec: a command base64-encoded and piped to sh",
+            body(&exec_of(&[
+                "/bin/sh",
+                "-c",
+                "echo Y2F0IC9ldGMvc2hhZG93 | base64 -d | sh",
+            ])),
+            Denied(403),
+        ),
+        row(
+            "exec: a command split across arguments",
+            body(&exec_of(&[
+                "sh",
+                "-c",
+                "\"$0\" \"$1\"",
+                "cat",
+                "/etc/shadow",
+            ])),
+            Denied(403),
+        ),
+        row(
+            "exec: a command split inside a word (c\"a\"t)",
+            body(&exec_of(&["sh", "-c", "c\"a\"t /etc/shadow"])),
+            Denied(403),
+        ),
+        row(
+            "exec: newlines and control characters in the command",
+            body(&exec_of(&[
+                "sh",
+                "-c",
+                "true\n\r\u{1b}[2Kcat /etc/shadow\u{0}",
+            ])),
+            Denied(403),
+        ),
+        row(
+            "exec: a credential on the command line",
+            body(&exec_of(&["mysql", "-uroot", "-phunter22"])),
+            Denied(403),
+        ),
+        row(
+            "exec: through the attach subresource",
+            body(&connect_review(
+                "attach",
+                "PodAttachOptions",
+                json!({"kind": "PodAttachOptions", "apiVersion": "v1", "stdin": true, "tty": true, "container": "app"}),
+            )),
+            Denied(403),
+        ),
+        row(
+            "exec: an attach whose object carries a command",
+            body(&connect_review(
+                "attach",
+                "PodAttachOptions",
+                json!({"kind": "PodAttachOptions", "stdin": true, "command": ["sh"]}),
+            )),
+            Denied(403),
+        ),
+        row(
+            "exec: attach options sent on the exec subresource",
+            body(&connect_review(
+                "exec",
+                "PodAttachOptions",
+                json!({"kind": "PodAttachOptions", "stdin": true}),
+            )),
+            Denied(403),
+        ),
+        row(
+            "exec: a container name that does not exist",
+            body(&exec_review(
+                json!({"container": "no-such-container", "command": ["id"]}),
+            )),
+            Denied(403),
+        ),
+        row(
+            "exec: no container named (the default container)",
+            body(&exec_review(json!({"command": ["id"]}))),
+            Denied(403),
+        ),
+        row(
+            "exec: an empty container name",
+            body(&exec_review(json!({"container": "", "command": ["id"]}))),
+            Denied(403),
+        ),
+        row(
+            "exec: a container name of 100,000 characters",
+            body(&exec_review(
+                json!({"container": "c".repeat(100_000), "command": ["id"]}),
+            )),
+            Denied(403),
+        ),
+        row(
+            "exec: a command line of 100,000 arguments",
+            body(&exec_review(
+                json!({"container": "app", "command": huge_argv}),
+            )),
+            Denied(403),
+        ),
+        row(
+            "exec: one argument of 2 MiB",
+            body(&exec_of(&["sh", "-c", &"x".repeat(2 << 20)])),
+            Denied(403),
+        ),
+        row(
+            "exec: no command at all",
+            body(&exec_review(json!({"container": "app"}))),
+            Denied(403),
+        ),
+        row(
+            "exec: null command and container",
+            body(&exec_review(json!({"container": null, "command": null}))),
+            Denied(403),
+        ),
+        row(
+            "exec: subResource in upper case",
+            body(&{
+                let mut r = exec_of(&["id"]);
+                r["request"]["subResource"] = json!("EXEC");
+                r
+            }),
+            Denied(403),
+        ),
+        row(
+            "exec: request kind Pod instead of PodExecOptions",
+            body(&{
+                let mut r = exec_of(&["id"]);
+                r["request"]["kind"]["kind"] = json!("Pod");
+                r
+            }),
+            DeniedAnyCode,
+        ),
+        row(
+            "exec: operation in lower case",
+            body(&{
+                let mut r = exec_of(&["id"]);
+                r["request"]["operation"] = json!("connect");
+                r
+            }),
+            Denied(400),
+        ),
+        row(
+            "exec: no object",
+            body(&{
+                let mut r = exec_of(&["id"]);
+                r["request"]["object"] = Value::Null;
+                r
+            }),
+            Denied(400),
+        ),
+        row(
+            "exec: command a string, not a list",
+            body(&exec_review(
+                json!({"container": "app", "command": "sh -c id"}),
+            )),
+            Denied(400),
+        ),
+        row(
+            "exec: a second command key after a harmless one",
+            rewritten(
+                &exec_of(&["true"]),
+                r#""command":["true"]"#,
+                r#""command":["true"],"command":["sh","-c","cat /etc/shadow"]"#,
+            ),
+            Denied(400),
+        ),
+        row(
+            "port-forward: 10,000 ports",
+            body(&connect_review(
+                "portforward",
+                "PodPortForwardOptions",
+                json!({"kind": "PodPortForwardOptions", "ports": ports}),
+            )),
+            Denied(403),
+        ),
+        row(
+            "port-forward: no ports in the request (kubectl's SPDY stream names them)",
+            body(&connect_review(
+                "portforward",
+                "PodPortForwardOptions",
+                json!({"kind": "PodPortForwardOptions"}),
+            )),
+            Denied(403),
+        ),
+        row(
+            "port-forward: a port that is not a number",
+            body(&connect_review(
+                "portforward",
+                "PodPortForwardOptions",
+                json!({"kind": "PodPortForwardOptions", "ports": ["5432"]}),
+            )),
+            Denied(400),
+        ),
+    ]
+}
+
 /// A review that must be admitted: the server is still answering properly.
 fn clean_review() -> String {
     let mut r = image_review(GOOD_IMAGE);
@@ -1035,6 +1297,13 @@ async fn workloads_inside_a_list_are_not_admitted_unjudged() {
 async fn a_deny_list_holds_whatever_the_spelling_of_the_registry() {
     let server = start_with(DENY_POLICY).await;
     let failures = run(&server, deny_list_rows()).await;
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[tokio::test]
+async fn what_runs_inside_pods_is_judged_whatever_its_shape() {
+    let server = start_with(CONNECT_POLICY).await;
+    let failures = run(&server, connect_rows()).await;
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 

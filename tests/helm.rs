@@ -486,6 +486,9 @@ const WORKLOADS: &[(&str, &str)] = &[
     ("batch", "cronjobs"),
 ];
 
+/// The pod subresources whose CONNECT the validating webhook judges (`pod-exec`, `port-forward`).
+const CONNECT_SUBRESOURCES: [&str; 3] = ["pods/exec", "pods/attach", "pods/portforward"];
+
 #[test]
 fn validating_webhook_covers_every_workload_and_fails_open_where_it_could_deadlock() {
     for (scenario, args, expected) in [
@@ -545,6 +548,19 @@ fn validating_webhook_covers_every_workload_and_fails_open_where_it_could_deadlo
                 }
             }
         }
+
+        // Both also judge what is run inside running pods: CONNECT on exec, attach and port-forward, with
+        // the same failurePolicy as the workloads of their namespaces.
+        for w in &webhooks[..2] {
+            for resource in CONNECT_SUBRESOURCES {
+                assert!(
+                    covers(w, "", resource, "CONNECT"),
+                    "{}: {resource}",
+                    w["name"]
+                );
+            }
+        }
+        assert!(!covers(&webhooks[2], "", "pods/exec", "CONNECT"));
 
         // No blind spot and no deadlock: every namespace reaches exactly one workload entry; the system
         // namespaces and Vigil's own reach only a fail-open one.
@@ -649,6 +665,7 @@ fn failure_policy_defaults_to_ignore_in_audit_and_fail_once_anything_enforces() 
         (&["--set", "policy.mode=warn"], "Ignore"),
         (&["--set", "policy.mode=enforce"], "Fail"),
         (&["--set", "policy.rules.privileged=enforce"], "Fail"),
+        (&["--set", "policy.rules.pod-exec=enforce"], "Fail"),
         (
             &["--set", "policy.rules.image-registry.mode=enforce"],
             "Fail",
@@ -705,6 +722,10 @@ fn mutating_webhook_only_annotates_and_always_fails_open() {
             expected,
             "{resource}"
         );
+    }
+    // A CONNECT stores no object: there is nothing to annotate.
+    for resource in CONNECT_SUBRESOURCES {
+        assert!(!covers(hook, "", resource, "CONNECT"), "{resource}");
     }
     for ns in ["kube-system", NAMESPACE, "team-a"] {
         assert_eq!(pod_webhooks(config, &namespace_labels(ns)).len(), 1, "{ns}");

@@ -667,3 +667,95 @@ async fn metrics_parse_as_prometheus_text_and_move() {
         "buckets start at 50 µs"
     );
 }
+
+/// `kubectl exec`, `attach` and `port-forward`, as recorded from a real kube-apiserver: under the default
+/// policy each is admitted, written to the alert stream and counted by its options kind with operation
+/// CONNECT; under `pod-exec: enforce` exec and attach are denied, and the counters say so.
+#[tokio::test]
+async fn exec_attach_and_port_forward_are_recorded_counted_and_enforceable() {
+    let captured = [
+        (
+            "reviews/pod-exec-connect.kube-apiserver-1.36.json",
+            "PodExecOptions",
+            "pod-exec",
+        ),
+        (
+            "reviews/pod-attach-connect.kube-apiserver-1.36.json",
+            "PodAttachOptions",
+            "pod-exec",
+        ),
+        (
+            "reviews/pod-portforward-connect.kube-apiserver-1.36.json",
+            "PodPortForwardOptions",
+            "port-forward",
+        ),
+    ];
+    let server = Server::start(|_, _| {}).await;
+    let mut client = server.client().await;
+    let before = server.metrics().await;
+    for (rel, _, _) in captured {
+        let reply = client.review("/validate", &read_data(rel)).await.json();
+        assert_eq!(reply["response"]["allowed"], true, "{rel}: {reply}");
+    }
+    let after = server.metrics().await;
+    promtool_check(&after);
+    let delta = |series: &str| sample(&after, series) - sample(&before, series);
+    for (_, kind, _) in captured {
+        assert_eq!(
+            delta(&format!(
+                "vigil_admission_requests_total{{kind=\"{kind}\",operation=\"CONNECT\",decision=\"allowed\"}}"
+            )),
+            1.0,
+            "{kind}"
+        );
+    }
+    assert_eq!(
+        delta("vigil_violations_total{rule=\"pod-exec\",mode=\"audit\"}"),
+        2.0
+    );
+    assert_eq!(
+        delta("vigil_violations_total{rule=\"port-forward\",mode=\"audit\"}"),
+        1.0
+    );
+    let alerts: Vec<Value> = server
+        .alerts()
+        .iter()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    let rules: Vec<&str> = alerts
+        .iter()
+        .map(|a| {
+            assert_eq!(a["operation"], "CONNECT", "{a}");
+            assert_eq!(a["object"]["kind"], "Pod", "{a}");
+            a["violations"][0]["rule"].as_str().unwrap()
+        })
+        .collect();
+    assert_eq!(rules, ["pod-exec", "pod-exec", "port-forward"]);
+
+    let enforcing = Server::start(|args, dir| {
+        args.policy = Some(write(
+            dir,
+            "policy.yaml",
+            "apiVersion: vigil.dev/v1alpha1\nkind: Policy\nrules:\n  pod-exec: enforce\n",
+        ))
+    })
+    .await;
+    let mut client = enforcing.client().await;
+    for (rel, kind, rule) in captured {
+        let reply = client.review("/validate", &read_data(rel)).await.json();
+        let denied = rule == "pod-exec";
+        assert_eq!(reply["response"]["allowed"], !denied, "{rel}: {reply}");
+        let metrics = enforcing.metrics().await;
+        let decision = if denied { "denied" } else { "allowed" };
+        assert_eq!(
+            sample(
+                &metrics,
+                &format!(
+                    "vigil_admission_requests_total{{kind=\"{kind}\",operation=\"CONNECT\",decision=\"{decision}\"}}"
+                )
+            ),
+            1.0,
+            "{kind}"
+        );
+    }
+}

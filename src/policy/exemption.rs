@@ -186,6 +186,12 @@ impl Exemption {
             })
     }
 
+    /// Whether the exemption has an `images` selector. Where no image can be known (a CONNECT into a running
+    /// pod), such an exemption never applies.
+    pub fn selects_images(&self) -> bool {
+        self.images.is_some()
+    }
+
     /// Whether the `images` selector matches every one of `images`. A missing or unparsable image never
     /// matches. Without an `images` selector, this is always true.
     pub fn matches_images<'a>(

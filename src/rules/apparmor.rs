@@ -8,7 +8,9 @@
 //! Allowed values: a profile field that is set must be `RuntimeDefault` or `Localhost`; an annotation must
 //! be empty, `runtime/default` or `localhost/*`.
 
-use super::{CheckContext, DefaultMode, Finding, PodView, Rule, RuleId, RuleProfile, Severity};
+use super::{
+    Check, CheckContext, DefaultMode, Finding, PodView, Rule, RuleId, RuleProfile, Severity,
+};
 
 pub const RULE: Rule = Rule {
     id: RuleId::AppArmor,
@@ -18,7 +20,7 @@ pub const RULE: Rule = Rule {
     default_mode: DefaultMode::Policy,
     description: "an AppArmor profile other than RuntimeDefault or Localhost (field or annotation)",
     about_image: false,
-    check,
+    check: Check::Pod(check),
 };
 
 const ANNOTATION_PREFIX: &str = "container.apparmor.security.beta.kubernetes.io/";

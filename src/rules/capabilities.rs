@@ -12,7 +12,9 @@
 //!   (`spec.os.name: windows`) are exempt from the `drop` requirement and judged on `add` by the baseline
 //!   set, which is stricter than Pod Security's full exemption.
 
-use super::{CheckContext, DefaultMode, Finding, PodView, Rule, RuleId, RuleProfile, Severity};
+use super::{
+    Check, CheckContext, DefaultMode, Finding, PodView, Rule, RuleId, RuleProfile, Severity,
+};
 use crate::policy::Profile;
 
 pub const RULE: Rule = Rule {
@@ -23,7 +25,7 @@ pub const RULE: Rule = Rule {
     default_mode: DefaultMode::Policy,
     description: "capabilities added beyond the allowed set; under restricted, no drop of ALL",
     about_image: false,
-    check,
+    check: Check::Pod(check),
 };
 
 /// The capabilities Pod Security's baseline level allows a container to add.

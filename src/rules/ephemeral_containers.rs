@@ -7,7 +7,9 @@
 //! Allowed values: none. Under `updates: new-violations` only an ephemeral container the old pod lacked
 //! counts as new, so a pod that was debugged once is not re-judged on every later update.
 
-use super::{CheckContext, DefaultMode, Finding, PodView, Rule, RuleId, RuleProfile, Severity};
+use super::{
+    Check, CheckContext, DefaultMode, Finding, PodView, Rule, RuleId, RuleProfile, Severity,
+};
 use crate::policy::Mode;
 use crate::workload::ContainerList;
 
@@ -19,7 +21,7 @@ pub const RULE: Rule = Rule {
     default_mode: DefaultMode::Fixed(Mode::Audit),
     description: "an ephemeral container is added to a running pod (kubectl debug)",
     about_image: false,
-    check,
+    check: Check::Pod(check),
 };
 
 fn check(pod: &PodView<'_>, _: &CheckContext<'_>, out: &mut Vec<Finding>) {

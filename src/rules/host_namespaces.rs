@@ -7,7 +7,9 @@
 //!
 //! Allowed values: undefined, `false`.
 
-use super::{CheckContext, DefaultMode, Finding, PodView, Rule, RuleId, RuleProfile, Severity};
+use super::{
+    Check, CheckContext, DefaultMode, Finding, PodView, Rule, RuleId, RuleProfile, Severity,
+};
 
 pub const RULE: Rule = Rule {
     id: RuleId::HostNamespaces,
@@ -17,7 +19,7 @@ pub const RULE: Rule = Rule {
     default_mode: DefaultMode::Policy,
     description: "the pod shares the host's network, PID or IPC namespace",
     about_image: false,
-    check,
+    check: Check::Pod(check),
 };
 
 fn check(pod: &PodView<'_>, _: &CheckContext<'_>, out: &mut Vec<Finding>) {

@@ -9,7 +9,9 @@
 //! Severity is critical for credential and runtime-socket paths, for anything below them, and for any
 //! ancestor of them (mounting `/var` exposes `/var/lib/kubelet`).
 
-use super::{CheckContext, DefaultMode, Finding, PodView, Rule, RuleId, RuleProfile, Severity};
+use super::{
+    Check, CheckContext, DefaultMode, Finding, PodView, Rule, RuleId, RuleProfile, Severity,
+};
 
 pub const RULE: Rule = Rule {
     id: RuleId::HostPath,
@@ -19,7 +21,7 @@ pub const RULE: Rule = Rule {
     default_mode: DefaultMode::Policy,
     description: "a hostPath volume; critical for /, credential paths and container-runtime sockets",
     about_image: false,
-    check,
+    check: Check::Pod(check),
 };
 
 /// Host paths whose exposure hands over the node or its credentials.

@@ -7,7 +7,9 @@
 //!
 //! Allowed values: undefined, `0`, and the ports in the rule's `allow` option.
 
-use super::{CheckContext, DefaultMode, Finding, PodView, Rule, RuleId, RuleProfile, Severity};
+use super::{
+    Check, CheckContext, DefaultMode, Finding, PodView, Rule, RuleId, RuleProfile, Severity,
+};
 
 pub const RULE: Rule = Rule {
     id: RuleId::HostPorts,
@@ -17,7 +19,7 @@ pub const RULE: Rule = Rule {
     default_mode: DefaultMode::Policy,
     description: "a container binds a port on the node (non-zero hostPort)",
     about_image: false,
-    check,
+    check: Check::Pod(check),
 };
 
 fn check(pod: &PodView<'_>, cx: &CheckContext<'_>, out: &mut Vec<Finding>) {

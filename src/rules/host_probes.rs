@@ -7,7 +7,9 @@
 //!
 //! Allowed values: undefined, `""`. Loopback addresses are not allowed either.
 
-use super::{CheckContext, DefaultMode, Finding, PodView, Rule, RuleId, RuleProfile, Severity};
+use super::{
+    Check, CheckContext, DefaultMode, Finding, PodView, Rule, RuleId, RuleProfile, Severity,
+};
 use crate::workload::Handler;
 
 pub const RULE: Rule = Rule {
@@ -18,7 +20,7 @@ pub const RULE: Rule = Rule {
     default_mode: DefaultMode::Policy,
     description: "a probe or lifecycle handler that names a host",
     about_image: false,
-    check,
+    check: Check::Pod(check),
 };
 
 fn check(pod: &PodView<'_>, _: &CheckContext<'_>, out: &mut Vec<Finding>) {

@@ -6,7 +6,9 @@
 //! Allowed values: a reference with a digest (`@sha256:...`). Off unless the policy sets a mode. Invalid
 //! references are left to `image-registry`.
 
-use super::{CheckContext, DefaultMode, Finding, PodView, Rule, RuleId, RuleProfile, Severity};
+use super::{
+    Check, CheckContext, DefaultMode, Finding, PodView, Rule, RuleId, RuleProfile, Severity,
+};
 use crate::policy::Mode;
 
 pub const RULE: Rule = Rule {
@@ -17,7 +19,7 @@ pub const RULE: Rule = Rule {
     default_mode: DefaultMode::Fixed(Mode::Off),
     description: "an image not pinned by digest",
     about_image: true,
-    check,
+    check: Check::Pod(check),
 };
 
 fn check(pod: &PodView<'_>, _: &CheckContext<'_>, out: &mut Vec<Finding>) {

@@ -8,7 +8,9 @@
 //! outside `digests`. A digest named in the pod spec is judged without any look-up. When the registry
 //! cannot answer, `onError` decides.
 
-use super::{CheckContext, DefaultMode, Finding, PodView, Rule, RuleId, RuleProfile, Severity};
+use super::{
+    Check, CheckContext, DefaultMode, Finding, PodView, Rule, RuleId, RuleProfile, Severity,
+};
 use crate::registry::Lookup;
 
 pub const RULE: Rule = Rule {
@@ -19,7 +21,7 @@ pub const RULE: Rule = Rule {
     default_mode: DefaultMode::Policy,
     description: "an image whose digest (index or platform manifest) is on the deny list",
     about_image: true,
-    check,
+    check: Check::Pod(check),
 };
 
 fn check(pod: &PodView<'_>, cx: &CheckContext<'_>, out: &mut Vec<Finding>) {

@@ -8,7 +8,9 @@
 //! image, is always a violation. A `deny` pattern that names no port matches the host on any port, so that
 //! `evil.example:443/x` cannot dodge `deny: [evil.example]`.
 
-use super::{CheckContext, DefaultMode, Finding, PodView, Rule, RuleId, RuleProfile, Severity};
+use super::{
+    Check, CheckContext, DefaultMode, Finding, PodView, Rule, RuleId, RuleProfile, Severity,
+};
 
 pub const RULE: Rule = Rule {
     id: RuleId::ImageRegistry,
@@ -18,7 +20,7 @@ pub const RULE: Rule = Rule {
     default_mode: DefaultMode::Policy,
     description: "an image from a registry outside `allow`, or inside `deny`, or an invalid reference",
     about_image: true,
-    check,
+    check: Check::Pod(check),
 };
 
 fn check(pod: &PodView<'_>, cx: &CheckContext<'_>, out: &mut Vec<Finding>) {

@@ -8,7 +8,9 @@
 //! answer, `onError` decides: `allow` (default) records the image as not verified, `deny` treats it as a
 //! violation. Needs registry look-ups; off unless the policy turns it on.
 
-use super::{CheckContext, DefaultMode, Finding, PodView, Rule, RuleId, RuleProfile, Severity};
+use super::{
+    Check, CheckContext, DefaultMode, Finding, PodView, Rule, RuleId, RuleProfile, Severity,
+};
 use crate::registry::Lookup;
 
 pub const RULE: Rule = Rule {
@@ -19,7 +21,7 @@ pub const RULE: Rule = Rule {
     default_mode: DefaultMode::Policy,
     description: "an image that does not resolve to a manifest in its registry (registry look-up)",
     about_image: true,
-    check,
+    check: Check::Pod(check),
 };
 
 fn check(pod: &PodView<'_>, cx: &CheckContext<'_>, out: &mut Vec<Finding>) {

@@ -8,7 +8,9 @@
 //! say), or a non-zero `runAsUser` (container, else pod). When the registry cannot answer, `onError`
 //! decides.
 
-use super::{CheckContext, DefaultMode, Finding, PodView, Rule, RuleId, RuleProfile, Severity};
+use super::{
+    Check, CheckContext, DefaultMode, Finding, PodView, Rule, RuleId, RuleProfile, Severity,
+};
 use crate::registry::Lookup;
 use crate::workload::Container;
 
@@ -20,7 +22,7 @@ pub const RULE: Rule = Rule {
     default_mode: DefaultMode::Policy,
     description: "an image whose config runs as root, in a pod that does not forbid it",
     about_image: true,
-    check,
+    check: Check::Pod(check),
 };
 
 /// Whether an image config's `User` means root: empty, `0` or `root`, with or without a group.

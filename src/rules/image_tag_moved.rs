@@ -8,7 +8,9 @@
 //! Allowed values: a tag that still resolves to the first digest seen for it within `window` (default
 //! 24h), or an image pinned by digest. When the registry cannot answer, `onError` decides.
 
-use super::{CheckContext, DefaultMode, Finding, PodView, Rule, RuleId, RuleProfile, Severity};
+use super::{
+    Check, CheckContext, DefaultMode, Finding, PodView, Rule, RuleId, RuleProfile, Severity,
+};
 use crate::registry::Lookup;
 
 pub const RULE: Rule = Rule {
@@ -19,7 +21,7 @@ pub const RULE: Rule = Rule {
     default_mode: DefaultMode::Policy,
     description: "a tag that now resolves to a different digest than first seen (a re-pushed tag)",
     about_image: true,
-    check,
+    check: Check::Pod(check),
 };
 
 fn check(pod: &PodView<'_>, cx: &CheckContext<'_>, out: &mut Vec<Finding>) {

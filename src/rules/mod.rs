@@ -1,13 +1,15 @@
 //! The rule catalogue: one file per rule id, each a pure check from a pod view to findings.
 //!
-//! A rule knows nothing of modes, exemptions or requests. It reads the pod spec and reports what it sees,
-//! with a field path into the original object. The engine decides what each finding means.
+//! A rule knows nothing of modes, exemptions or requests. It reads the pod spec (or, for the rules about
+//! running pods, what a CONNECT asks for) and reports what it sees, with a field path into the original
+//! object. The engine decides what each finding means.
 
 use std::borrow::Cow;
 use std::fmt;
 
 use serde::Serialize;
 
+use crate::connect::Connect;
 use crate::image::{ImageRef, ImageRefError};
 use crate::policy::{Mode, Profile, RuleOptions};
 use crate::registry::{Lookup, RegistryFacts};
@@ -27,12 +29,15 @@ mod image_resolvable;
 mod image_runs_as_root;
 mod image_tag;
 mod image_tag_moved;
+mod pod_exec;
 mod policy_change;
+mod port_forward;
 mod privilege_escalation;
 mod privileged;
 mod proc_mount;
 mod run_as_non_root;
 mod seccomp;
+pub mod secret_in_args;
 pub mod secret_in_env;
 mod selinux;
 mod sysctls;
@@ -142,6 +147,9 @@ rule_ids! {
     ImageTagMoved => "image-tag-moved",
     ImageRunsAsRoot => "image-runs-as-root",
     PolicyChange => "policy-change",
+    SecretInArgs => "secret-in-args",
+    PodExec => "pod-exec",
+    PortForward => "port-forward",
 }
 
 impl RuleId {
@@ -175,11 +183,20 @@ pub struct Rule {
     pub description: &'static str,
     /// Whether the finding is about the image itself, so that a changed image counts as a new finding.
     pub about_image: bool,
-    pub check: fn(&PodView<'_>, &CheckContext<'_>, &mut Vec<Finding>),
+    pub check: Check,
+}
+
+/// What a rule judges, with its check.
+#[derive(Clone, Copy)]
+pub enum Check {
+    /// A pod spec: every pod-bearing kind, on CREATE and UPDATE.
+    Pod(fn(&PodView<'_>, &CheckContext<'_>, &mut Vec<Finding>)),
+    /// A CONNECT into a running pod: exec, attach or port-forward. There is no pod spec to read.
+    Connect(fn(&Connect, &mut Vec<Finding>)),
 }
 
 /// Every rule, indexed by `RuleId as usize`.
-pub static CATALOGUE: [Rule; 25] = [
+pub static CATALOGUE: [Rule; 28] = [
     privileged::RULE,
     host_namespaces::RULE,
     host_ports::RULE,
@@ -205,6 +222,9 @@ pub static CATALOGUE: [Rule; 25] = [
     image_tag_moved::RULE,
     image_runs_as_root::RULE,
     policy_change::RULE,
+    secret_in_args::RULE,
+    pod_exec::RULE,
+    port_forward::RULE,
 ];
 
 /// What a rule's check may read besides the pod: the policy's profile, the rule options, and what the
@@ -428,9 +448,33 @@ impl<'a> CheckContext<'a> {
     }
 }
 
-/// Runs one rule over a pod. Used by the engine and by the rule tests.
+/// Runs one rule over a pod; a rule about CONNECT finds nothing there. Used by the engine and by the rule
+/// tests.
 pub fn run(rule: RuleId, pod: &PodView<'_>, cx: &CheckContext<'_>, out: &mut Vec<Finding>) {
-    (rule.rule().check)(pod, cx, out)
+    if let Check::Pod(check) = rule.rule().check {
+        check(pod, cx, out)
+    }
+}
+
+/// Runs one rule over a CONNECT; a rule about pod specs finds nothing there.
+pub fn run_connect(rule: RuleId, connect: &Connect, out: &mut Vec<Finding>) {
+    if let Check::Connect(check) = rule.rule().check {
+        check(connect, out)
+    }
+}
+
+/// A finding about a CONNECT. `field` names the subresource or the option it is about; the engine adds the
+/// container the CONNECT names.
+pub fn connect_finding(rule: RuleId, field: String, message: String) -> Finding {
+    Finding {
+        rule,
+        severity: rule.rule().severity,
+        container: None,
+        field,
+        subject: Cow::Borrowed(""),
+        message,
+        max_mode: None,
+    }
 }
 
 #[cfg(test)]
@@ -514,6 +558,18 @@ pub(crate) mod testing {
             );
         }
         facts
+    }
+
+    /// Runs `rule` on a CONNECT of `kind` whose options object is the given JSON.
+    pub fn connect_findings(
+        rule: RuleId,
+        kind: crate::connect::ConnectKind,
+        options: &str,
+    ) -> Vec<Finding> {
+        let connect = Connect::from_json(kind, options).expect("test options decode");
+        let mut out = Vec::new();
+        run_connect(rule, &connect, &mut out);
+        out
     }
 
     /// Runs `rule` under the baseline profile with default options.

@@ -8,7 +8,9 @@
 //! This rule judges no pod, so its check finds nothing; the admission module records it. It cannot be
 //! configured, turned off or exempted.
 
-use super::{CheckContext, DefaultMode, Finding, PodView, Rule, RuleId, RuleProfile, Severity};
+use super::{
+    Check, CheckContext, DefaultMode, Finding, PodView, Rule, RuleId, RuleProfile, Severity,
+};
 use crate::policy::Mode;
 
 pub const RULE: Rule = Rule {
@@ -19,7 +21,7 @@ pub const RULE: Rule = Rule {
     default_mode: DefaultMode::Fixed(Mode::Audit),
     description: "an edit of the policy ConfigMap (recorded always; an invalid policy is denied)",
     about_image: false,
-    check,
+    check: Check::Pod(check),
 };
 
 fn check(_: &PodView<'_>, _: &CheckContext<'_>, _: &mut Vec<Finding>) {}

@@ -6,7 +6,9 @@
 //! Allowed values: undefined, `Default`. Under `baseline`, a pod in its own user namespace
 //! (`spec.hostUsers: false`) may use any value, as in Pod Security since 1.35; `restricted` never relaxes.
 
-use super::{CheckContext, DefaultMode, Finding, PodView, Rule, RuleId, RuleProfile, Severity};
+use super::{
+    Check, CheckContext, DefaultMode, Finding, PodView, Rule, RuleId, RuleProfile, Severity,
+};
 use crate::policy::Profile;
 
 pub const RULE: Rule = Rule {
@@ -17,7 +19,7 @@ pub const RULE: Rule = Rule {
     default_mode: DefaultMode::Policy,
     description: "a container asks for an unmasked /proc (procMount other than Default)",
     about_image: false,
-    check,
+    check: Check::Pod(check),
 };
 
 fn check(pod: &PodView<'_>, cx: &CheckContext<'_>, out: &mut Vec<Finding>) {

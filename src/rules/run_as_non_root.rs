@@ -8,7 +8,9 @@
 //! `false`; no `runAsUser` is 0. A pod in its own user namespace (`spec.hostUsers: false`) is exempt, as
 //! in Pod Security since 1.35: root inside it is not root on the host.
 
-use super::{CheckContext, DefaultMode, Finding, PodView, Rule, RuleId, RuleProfile, Severity};
+use super::{
+    Check, CheckContext, DefaultMode, Finding, PodView, Rule, RuleId, RuleProfile, Severity,
+};
 
 pub const RULE: Rule = Rule {
     id: RuleId::RunAsNonRoot,
@@ -18,7 +20,7 @@ pub const RULE: Rule = Rule {
     default_mode: DefaultMode::Policy,
     description: "a container may run as root (runAsNonRoot not true, or runAsUser: 0)",
     about_image: false,
-    check,
+    check: Check::Pod(check),
 };
 
 fn check(pod: &PodView<'_>, _: &CheckContext<'_>, out: &mut Vec<Finding>) {

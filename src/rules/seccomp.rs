@@ -8,7 +8,9 @@
 //! Under `restricted`, every container must also have one, its own or the pod's; Windows pods are exempt
 //! from that requirement, as in Pod Security.
 
-use super::{CheckContext, DefaultMode, Finding, PodView, Rule, RuleId, RuleProfile, Severity};
+use super::{
+    Check, CheckContext, DefaultMode, Finding, PodView, Rule, RuleId, RuleProfile, Severity,
+};
 use crate::policy::Profile;
 use crate::workload::SecurityProfile;
 
@@ -20,7 +22,7 @@ pub const RULE: Rule = Rule {
     default_mode: DefaultMode::Policy,
     description: "seccomp Unconfined; under restricted, no RuntimeDefault or Localhost profile",
     about_image: false,
-    check,
+    check: Check::Pod(check),
 };
 
 fn check(pod: &PodView<'_>, cx: &CheckContext<'_>, out: &mut Vec<Finding>) {

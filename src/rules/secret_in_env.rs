@@ -12,7 +12,9 @@ use std::sync::LazyLock;
 
 use regex::{Regex, RegexSet};
 
-use super::{CheckContext, DefaultMode, Finding, PodView, Rule, RuleId, RuleProfile, Severity};
+use super::{
+    Check, CheckContext, DefaultMode, Finding, PodView, Rule, RuleId, RuleProfile, Severity,
+};
 
 pub const RULE: Rule = Rule {
     id: RuleId::SecretInEnv,
@@ -22,7 +24,7 @@ pub const RULE: Rule = Rule {
     default_mode: DefaultMode::Policy,
     description: "a literal env value that looks like a credential (cloud keys, private keys, tokens)",
     about_image: false,
-    check,
+    check: Check::Pod(check),
 };
 
 /// The credential shapes recognised in a value: (what it is, regular expression).
@@ -64,7 +66,7 @@ pub const VALUE_PATTERNS: &[(&str, &str)] = &[
 pub const NAME_PATTERN: &str = r"(?i)(?:PASSWORD|PASSWD|PASSPHRASE|SECRET|TOKEN|API_?KEY|PRIVATE_?KEY|ACCESS_?KEY|CREDENTIALS?|AUTH_?KEY)";
 
 /// Name suffixes that mark a variable about a credential rather than holding one (`DB_PASSWORD_FILE`).
-pub const NAME_EXCEPTIONS: &str = r"(?i)(?:_FILE|_PATH|_DIR|_NAME|_REF|_URL|_URI|_CMD|_COMMAND|_ENABLED|_LENGTH|_TTL|_EXPIRY|_TIMEOUT|_MODE|_TYPE|_KEY_ID|_ID|_HEADER|_FIELD|_POLICY|INITIAL_CLUSTER_TOKEN)$";
+pub const NAME_EXCEPTIONS: &str = r"(?i)(?:_FILE|_PATH|_DIR|_NAME|_REF|_URL|_URI|_CMD|_COMMAND|_ENABLED|_LENGTH|_TTL|_EXPIRY|_TIMEOUT|_MODE|_TYPE|_KEY_ID|_ID|_HEADER|_FIELD|_POLICY|_FORMAT|INITIAL_CLUSTER_TOKEN)$";
 
 static VALUES: LazyLock<(RegexSet, Vec<Regex>)> = LazyLock::new(|| {
     let set =
@@ -85,7 +87,7 @@ static NAMES: LazyLock<(Regex, Regex)> = LazyLock::new(|| {
 /// What a literal value that a credential-named variable holds must not be, to be worth flagging: empty,
 /// a boolean or a number, a `$(VAR)` reference, a path, a template placeholder, or a `key=value,...`
 /// configuration string.
-fn is_inert(value: &str) -> bool {
+pub(crate) fn is_inert(value: &str) -> bool {
     let v = value.trim();
     v.len() < 4
         || matches!(
@@ -110,14 +112,28 @@ fn is_inert(value: &str) -> bool {
 
 /// What the value of env `name` looks like, if it looks like a credential.
 pub fn classify(name: &str, value: &str) -> Option<&'static str> {
-    let (set, each) = &*VALUES;
-    if let Some(i) = set.matches(value).iter().next() {
-        debug_assert!(each[i].is_match(value));
-        return Some(VALUE_PATTERNS[i].0);
+    if let Some((what, _)) = credential_shapes(value).next() {
+        return Some(what);
     }
+    (is_credential_name(name) && !is_inert(value)).then_some("a credential (by its name)")
+}
+
+/// Whether a name (of a variable, or of a flag with its dashes made underscores) says it holds a credential.
+pub(crate) fn is_credential_name(name: &str) -> bool {
     let (names, exceptions) = &*NAMES;
-    (names.is_match(name) && !exceptions.is_match(name) && !is_inert(value))
-        .then_some("a credential (by its name)")
+    names.is_match(name) && !exceptions.is_match(name)
+}
+
+/// Every place in `text` that has a credential's shape (`VALUE_PATTERNS`): what it looks like, and where.
+pub(crate) fn credential_shapes(
+    text: &str,
+) -> impl Iterator<Item = (&'static str, std::ops::Range<usize>)> + '_ {
+    let (set, each) = &*VALUES;
+    set.matches(text).into_iter().flat_map(move |i| {
+        each[i]
+            .find_iter(text)
+            .map(move |m| (VALUE_PATTERNS[i].0, m.range()))
+    })
 }
 
 fn check(pod: &PodView<'_>, _: &CheckContext<'_>, out: &mut Vec<Finding>) {
@@ -195,6 +211,7 @@ mod tests {
     #[case::command("API_SECRET_KEY_CMD", "cat /run/secrets/key")]
     #[case::config_string("ETCD_AUTH_TOKEN", "jwt,priv-key=/certs/jwt.pem,sign-method=RS256")]
     #[case::cluster_token("ETCD_INITIAL_CLUSTER_TOKEN", "etcd-cluster-k8s")]
+    #[case::format("SECRETS_FORMAT", "compact")]
     fn ignores(#[case] name: &str, #[case] value: &str) {
         assert_eq!(classify(name, value), None, "{name}={value}");
     }

@@ -7,7 +7,9 @@
 //! Allowed values: `type` undefined, empty, `container_t`, `container_init_t`, `container_kvm_t` or
 //! `container_engine_t`; `user` and `role` undefined or empty. `level` is not restricted.
 
-use super::{CheckContext, DefaultMode, Finding, PodView, Rule, RuleId, RuleProfile, Severity};
+use super::{
+    Check, CheckContext, DefaultMode, Finding, PodView, Rule, RuleId, RuleProfile, Severity,
+};
 use crate::workload::SeLinuxOptions;
 
 pub const RULE: Rule = Rule {
@@ -18,7 +20,7 @@ pub const RULE: Rule = Rule {
     default_mode: DefaultMode::Policy,
     description: "an SELinux type outside the container types, or any SELinux user or role",
     about_image: false,
-    check,
+    check: Check::Pod(check),
 };
 
 const ALLOWED_TYPES: &[&str] = &[

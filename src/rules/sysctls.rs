@@ -5,7 +5,9 @@
 //!
 //! Allowed values: the Pod Security safe set as of 1.37, listed in `SAFE_SYSCTLS`.
 
-use super::{CheckContext, DefaultMode, Finding, PodView, Rule, RuleId, RuleProfile, Severity};
+use super::{
+    Check, CheckContext, DefaultMode, Finding, PodView, Rule, RuleId, RuleProfile, Severity,
+};
 
 pub const RULE: Rule = Rule {
     id: RuleId::Sysctls,
@@ -15,7 +17,7 @@ pub const RULE: Rule = Rule {
     default_mode: DefaultMode::Policy,
     description: "a sysctl outside the Pod Security safe set",
     about_image: false,
-    check,
+    check: Check::Pod(check),
 };
 
 /// The sysctls Pod Security allows at baseline (policy version 1.37).

@@ -8,7 +8,9 @@
 //! `persistentVolumeClaim`, `projected`, `secret`. A volume with no source is what the API server defaults
 //! to `emptyDir`, and is allowed.
 
-use super::{CheckContext, DefaultMode, Finding, PodView, Rule, RuleId, RuleProfile, Severity};
+use super::{
+    Check, CheckContext, DefaultMode, Finding, PodView, Rule, RuleId, RuleProfile, Severity,
+};
 
 pub const RULE: Rule = Rule {
     id: RuleId::VolumeTypes,
@@ -18,7 +20,7 @@ pub const RULE: Rule = Rule {
     default_mode: DefaultMode::Policy,
     description: "a volume type outside the restricted list (configMap, secret, emptyDir, PVC, ...)",
     about_image: false,
-    check,
+    check: Check::Pod(check),
 };
 
 /// The volume sources Pod Security's restricted level allows.

@@ -359,23 +359,31 @@ Ignore
 
 {{/*
 The admission rules for every pod-bearing kind, CREATE and UPDATE. "pods/ephemeralcontainers" is listed on
-its own because a resource rule never covers subresources; the mutating webhook leaves it out (an
-annotation cannot be written through that subresource).
+its own because a resource rule never covers subresources. The validating webhook (argument true) also gets
+CONNECT on pods/exec, pods/attach and pods/portforward, judged by pod-exec and port-forward. The mutating
+webhook (false) leaves the subresources out: an annotation cannot be written through them.
 */}}
 {{- define "vigil.workloadRules" -}}
-{{- $ephemeral := . -}}
+{{- $validating := . -}}
 rules:
   - apiGroups: [""]
     apiVersions: ["v1"]
     operations: ["CREATE", "UPDATE"]
     resources:
       - pods
-      {{- if $ephemeral }}
+      {{- if $validating }}
       - pods/ephemeralcontainers
       {{- end }}
       - replicationcontrollers
       - podtemplates
     scope: Namespaced
+  {{- if $validating }}
+  - apiGroups: [""]
+    apiVersions: ["v1"]
+    operations: ["CONNECT"]
+    resources: ["pods/exec", "pods/attach", "pods/portforward"]
+    scope: Namespaced
+  {{- end }}
   - apiGroups: ["apps"]
     apiVersions: ["v1"]
     operations: ["CREATE", "UPDATE"]
