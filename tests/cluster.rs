@@ -593,14 +593,22 @@ fn a_deployer_cannot_weaken_the_policy() {
     );
 }
 
-/// The README's rollout commands, as the test runs them (each one must appear verbatim in the README).
-const ENFORCE_TEAM_A: &str = r#"helm upgrade vigil charts/vigil -n vigil --reuse-values --set-json 'policy.namespaces=[{"match":["team-a"],"mode":"enforce"}]'"#;
+/// The README's rollout steps: the block that enforces in one namespace, and the command for the cluster.
+const ENFORCE_TEAM_A: &str = "cat > policy-values.yaml";
 const ENFORCE_ALL: &str =
     "helm upgrade vigil charts/vigil -n vigil --reuse-values --set policy.mode=enforce";
 
-/// Runs one shell command line as a user would type it: helm and kubectl from `.cache/bin` first on the
-/// PATH, the cluster's kubeconfig, and the project's root as the working directory.
+/// Runs shell commands as a user would type them: helm and kubectl from `.cache/bin` first on the PATH,
+/// the cluster's kubeconfig, in a working directory of the test's own that shows the project's `charts/`,
+/// `manifests/` and `certs/` (so that files the commands write stay out of the checkout).
 fn shell(cluster: &Cluster, line: &str) -> control_plane::Out {
+    let work = cluster.dir.path().join("work");
+    if !work.exists() {
+        std::fs::create_dir(&work).unwrap();
+        for dir in ["charts", "manifests", "certs"] {
+            std::os::unix::fs::symlink(control_plane::root().join(dir), work.join(dir)).unwrap();
+        }
+    }
     let path = format!(
         "{}:{}",
         control_plane::root().join(".cache/bin").display(),
@@ -614,7 +622,7 @@ fn shell(cluster: &Cluster, line: &str) -> control_plane::Out {
         .env("HELM_CACHE_HOME", cluster.dir.path().join("helm/cache"))
         .env("HELM_CONFIG_HOME", cluster.dir.path().join("helm/config"))
         .env("HELM_DATA_HOME", cluster.dir.path().join("helm/data"))
-        .current_dir(control_plane::root());
+        .current_dir(&work);
     control_plane::run(&mut cmd, None)
 }
 
@@ -673,8 +681,8 @@ fn the_move_to_enforce_as_the_readme_tells_it() {
     }
 
     // Step 1: enforce in team-a only.
-    assert_in_readme(ENFORCE_TEAM_A);
-    shell(&cluster, ENFORCE_TEAM_A).ok();
+    let blocks = readme_blocks("## Install with Helm");
+    shell(&cluster, &block_starting(&blocks, ENFORCE_TEAM_A)).ok();
     webhook.sync_policy(&cluster);
     assert_eq!(failure_policy_of(&cluster, "workloads.vigil.dev"), "Fail");
 
@@ -1032,4 +1040,345 @@ fn helm_upgrade_keeps_the_certificate_the_api_server_trusts() {
         message.contains("denied the request: Pod team-a/escape"),
         "{message}"
     );
+}
+
+/// A raw port-forward upgrade, as kubectl would send it to a running pod (kubectl itself refuses a pod that
+/// is not Running before it asks the API server): the HTTP status and body.
+fn port_forward(cluster: &Cluster, user: &str, namespace: &str, pod: &str) -> (String, String) {
+    let token = control_plane::USERS
+        .iter()
+        .find(|(name, _, _)| *name == user)
+        .unwrap()
+        .1;
+    let out = control_plane::run(
+        std::process::Command::new("curl").args([
+            "-sk",
+            "-o",
+            "-",
+            "-w",
+            "\n%{http_code}",
+            "-X",
+            "POST",
+            "-H",
+            &format!("Authorization: Bearer {token}"),
+            "-H",
+            "Connection: Upgrade",
+            "-H",
+            "Upgrade: SPDY/3.1",
+            "-H",
+            "X-Stream-Protocol-Version: portforward.k8s.io",
+            &format!(
+                "{}/api/v1/namespaces/{namespace}/pods/{pod}/portforward?ports=5432",
+                cluster.url
+            ),
+        ]),
+        None,
+    );
+    let text = out.ok().to_string();
+    let (body, status) = text.rsplit_once('\n').unwrap();
+    (status.to_string(), body.to_string())
+}
+
+#[test]
+fn exec_attach_and_port_forward_are_recorded_then_refused_and_exempted_by_group() {
+    let cluster = Cluster::start();
+    install(&cluster, &[]);
+    let webhook = Webhook::start(&cluster, NAMESPACE, RELEASE);
+    cluster.namespace("prod-a");
+    apply(
+        &cluster,
+        &workload(
+            "Pod",
+            "v1",
+            "prod-a",
+            "db",
+            clean_pod_spec("docker.io/library/postgres:17"),
+        ),
+        &[],
+    )
+    .ok();
+    // dev and the SRE may exec, attach and port-forward in prod-a (RBAC allows it; Vigil decides).
+    cluster
+        .kubectl(&[
+            "-n",
+            "prod-a",
+            "create",
+            "role",
+            "debugger",
+            "--verb=get,list,create",
+            "--resource=pods,pods/exec,pods/attach,pods/portforward",
+        ])
+        .ok();
+    for (binding, subject) in [
+        ("dev-debugger", "--user=dev"),
+        ("sre-debugger", "--group=sre"),
+    ] {
+        cluster
+            .kubectl(&[
+                "-n",
+                "prod-a",
+                "create",
+                "rolebinding",
+                binding,
+                "--role=debugger",
+                subject,
+            ])
+            .ok();
+    }
+    let exec = |user: &str| {
+        cluster.kubectl_as(
+            user,
+            &[
+                "-n",
+                "prod-a",
+                "exec",
+                "db",
+                "--",
+                "sh",
+                "-c",
+                "cat /var/run/secrets/kubernetes.io/serviceaccount/token",
+            ],
+        )
+    };
+    let attach = |user: &str| {
+        cluster.kubectl_as(
+            user,
+            &["-n", "prod-a", "attach", "db", "--pod-running-timeout=2s"],
+        )
+    };
+
+    // Audit, the default: each is admitted by Vigil and recorded with who ran what. (The API server then
+    // finds no node for the Pending pod; that error is its own, not Vigil's.)
+    let out = exec("dev");
+    assert!(!out.stderr.contains("admission webhook"), "{}", out.stderr);
+    let alert = webhook.alert_for("Pod", "prod-a", "db", "CONNECT");
+    assert_eq!(alert["user"]["username"], "dev");
+    assert!(
+        rules_of(&alert).contains(&"pod-exec".to_string()),
+        "{alert}"
+    );
+    assert!(
+        alert
+            .to_string()
+            .contains("cat /var/run/secrets/kubernetes.io/serviceaccount/token"),
+        "{alert}"
+    );
+    let (status, body) = port_forward(&cluster, "dev", "prod-a", "db");
+    assert!(!body.contains("admission webhook"), "{status} {body}");
+    let alert = webhook.alert_for("Pod", "prod-a", "db", "CONNECT");
+    assert!(
+        rules_of(&alert).contains(&"port-forward".to_string()),
+        "{alert}"
+    );
+    assert!(alert.to_string().contains("5432"), "{alert}");
+
+    // Enforce, with an exemption for the SRE group in prod-*.
+    upgrade(
+        &cluster,
+        &[
+            "--set",
+            "policy.rules.pod-exec=enforce",
+            "--set",
+            "policy.rules.port-forward=enforce",
+            "--set-json",
+            r#"policy.exemptions=[{"name":"sre-exec","reason":"on-call debugging","rules":["pod-exec","port-forward"],"groups":["sre"],"namespaces":["prod-*"]}]"#,
+        ],
+    );
+    webhook.sync_policy(&cluster);
+    let refused = denied(&exec("dev"));
+    eprintln!("cluster: kubectl exec under enforce: {refused}");
+    assert!(
+        refused.contains("admission webhook \"workloads.vigil.dev\" denied the request"),
+        "{refused}"
+    );
+    assert!(refused.contains("[pod-exec]"), "{refused}");
+    let refused = denied(&attach("dev"));
+    eprintln!("cluster: kubectl attach under enforce: {refused}");
+    assert!(refused.contains("[pod-exec]"), "{refused}");
+    let (status, body) = port_forward(&cluster, "dev", "prod-a", "db");
+    eprintln!("cluster: port-forward under enforce: HTTP {status} {body}");
+    assert_eq!(status, "403", "{body}");
+    assert!(body.contains("[port-forward]"), "{body}");
+
+    // The SRE is exempted: Vigil admits and records the exemption.
+    let out = exec("sre-alice");
+    assert!(!out.stderr.contains("admission webhook"), "{}", out.stderr);
+    let alert = webhook.alert_for("Pod", "prod-a", "db", "CONNECT");
+    assert_eq!(alert["user"]["username"], "sre-alice");
+    assert_eq!(alert["violations"][0]["exemption"], "sre-exec", "{alert}");
+    let (_, body) = port_forward(&cluster, "sre-alice", "prod-a", "db");
+    assert!(!body.contains("admission webhook"), "{body}");
+}
+
+/// The policy.yaml of the policy ConfigMap as it is in the API server.
+fn live_policy(cluster: &Cluster) -> String {
+    cluster
+        .kubectl(&[
+            "-n",
+            NAMESPACE,
+            "get",
+            "configmap",
+            "vigil-policy",
+            "-o",
+            "jsonpath={.data.policy\\.yaml}",
+        ])
+        .ok()
+        .to_string()
+}
+
+/// Waits for the newest policy-change alert after `seen` alerts.
+fn policy_change_after(webhook: &Webhook, seen: usize) -> Value {
+    wait_for("a policy-change alert", Duration::from_secs(5), || {
+        webhook
+            .alerts()
+            .into_iter()
+            .skip(seen)
+            .find(|a| rules_of(a).contains(&"policy-change".to_string()))
+    })
+}
+
+#[test]
+fn policy_edits_are_judged_at_apply_and_edit_time_as_the_readme_tells_it() {
+    let cluster = Cluster::start();
+    install(&cluster, &[]);
+    let webhook = Webhook::start(&cluster, NAMESPACE, RELEASE);
+    let blocks = readme_blocks("## Install with Helm");
+    let original = live_policy(&cluster);
+
+    // Kept in the values (the default): a kubectl edit of policy.yaml is refused, with what to run instead.
+    let seen = webhook.alerts().len();
+    let out = shell(
+        &cluster,
+        &block_starting(&blocks, "kubectl -n vigil get configmap vigil-policy"),
+    );
+    let refused = out.err();
+    eprintln!(
+        "cluster: kubectl apply of the policy under source=helm: {}",
+        refused.trim()
+    );
+    assert!(
+        refused.contains(r#"admission webhook "policy.vigil.dev" denied the request"#),
+        "{refused}"
+    );
+    assert!(
+        refused.contains("the policy is kept in the values of Helm release \"vigil\""),
+        "{refused}"
+    );
+    assert!(refused.contains("--set policy.mode=enforce"), "{refused}");
+    assert_eq!(
+        live_policy(&cluster),
+        original,
+        "the refused edit changed nothing"
+    );
+    let alert = policy_change_after(&webhook, seen);
+    assert_eq!(alert["decision"], "denied");
+    assert_eq!(alert["user"]["username"], "admin");
+
+    // A change through Helm goes through, and is recorded with the user who ran helm.
+    let seen = webhook.alerts().len();
+    upgrade(&cluster, &["--set", "policy.rules.host-path=warn"]);
+    let alert = policy_change_after(&webhook, seen);
+    assert_eq!(alert["decision"], "allowed", "{alert}");
+    assert_eq!(alert["user"]["username"], "admin");
+    assert!(alert.to_string().contains("host-path"), "{alert}");
+
+    // Kept in the cluster: kubectl edits go through, and helm upgrades keep them.
+    let seen = webhook.alerts().len();
+    let out = shell(
+        &cluster,
+        &block_starting(
+            &blocks,
+            "helm upgrade vigil charts/vigil -n vigil --reuse-values --set policyConfigMap.source=cluster",
+        ),
+    );
+    out.ok();
+    eprintln!(
+        "cluster: the cluster-source edit printed: {}",
+        out.stderr.trim()
+    );
+    assert!(
+        out.stderr.contains("Warning: enforce is now on (mode), but the workloads webhook still has failurePolicy Ignore"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        live_policy(&cluster).contains("mode: enforce"),
+        "the edit survived the helm upgrade"
+    );
+    assert_eq!(
+        failure_policy_of(&cluster, "workloads.vigil.dev"),
+        "Fail",
+        "worked out from the live policy"
+    );
+    let alert = policy_change_after(&webhook, seen);
+    assert_eq!(alert["user"]["username"], "admin");
+    webhook.sync_policy(&cluster);
+
+    // A typo is refused at `kubectl apply` and at `kubectl edit` by the real API server, and changes nothing.
+    let before = live_policy(&cluster);
+    let typo = json!({"apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "vigil-policy", "namespace": NAMESPACE},
+        "data": {"policy.yaml": before.replace("mode: enforce", "mode: enforced")}});
+    let refused = denied(&apply(&cluster, &typo, &[]));
+    eprintln!("cluster: a typo at kubectl apply: {refused}");
+    assert!(
+        refused.contains("policy.yaml is not a valid policy"),
+        "{refused}"
+    );
+    assert!(refused.contains("enforced"), "{refused}");
+    let mut edit = cluster.kubectl_command("admin");
+    edit.env("KUBE_EDITOR", "sed -i -e 's/mode: enforce/mode: enforced/'")
+        .args(["-n", NAMESPACE, "edit", "configmap", "vigil-policy"]);
+    let out = control_plane::run(&mut edit, None);
+    let refused = out.err();
+    eprintln!("cluster: a typo at kubectl edit: {}", refused.trim());
+    assert!(
+        refused.contains("policy.yaml is not a valid policy"),
+        "{refused}"
+    );
+    assert_eq!(live_policy(&cluster), before, "the ConfigMap is unchanged");
+}
+
+#[test]
+fn kubectl_debug_is_refused_but_for_the_exempted_group_as_the_readme_tells_it() {
+    let cluster = Cluster::start();
+    install(&cluster, &[]);
+    let webhook = Webhook::start(&cluster, NAMESPACE, RELEASE);
+    let blocks = readme_blocks("## Rules");
+    shell(
+        &cluster,
+        &block_starting(&blocks, "cat > sre-debug-values.yaml"),
+    )
+    .ok();
+    webhook.sync_policy(&cluster);
+    let steps = block_starting(&blocks, "kubectl create namespace team-a");
+    let steps: Vec<&str> = steps.lines().collect();
+    assert_eq!(steps.len(), 6, "{steps:?}");
+    shell(&cluster, steps[0]).ok();
+    // What the controller-manager would do in a real cluster: the namespace's default ServiceAccount.
+    cluster
+        .kubectl(&["-n", "team-a", "create", "serviceaccount", "default"])
+        .ok();
+    for step in &steps[1..4] {
+        shell(&cluster, step).ok();
+    }
+    let refused = shell(&cluster, steps[4]);
+    let refused = refused.err();
+    eprintln!(
+        "cluster: kubectl debug --profile=general, not in sre: {}",
+        refused.trim()
+    );
+    assert!(
+        refused.contains("denied by vigil: [capabilities]"),
+        "{refused}"
+    );
+    assert!(refused.contains("[ephemeral-containers]"), "{refused}");
+    shell(&cluster, steps[5]).ok();
+    let alert = webhook.alert_for("Pod", "team-a", "web", "UPDATE");
+    assert_eq!(alert["user"]["username"], "alice");
+    for v in alert["violations"].as_array().unwrap() {
+        if v["rule"] == "capabilities" || v["rule"] == "ephemeral-containers" {
+            assert_eq!(v["exemption"], "sre-debug", "{v}");
+        }
+    }
 }
