@@ -204,6 +204,19 @@ fn assert_release_accepted(cluster: &Cluster) -> usize {
     docs.len()
 }
 
+/// The API server reaches the release's Vigil over the certificate it was installed with: a Pod created in
+/// team-a is recorded. Then the release is uninstalled.
+fn served_then_uninstalled(cluster: &Cluster, pod: &str) {
+    let mut webhook = Webhook::start(cluster, NAMESPACE, RELEASE);
+    let object = workload("Pod", "v1", "team-a", pod, escaping_pod_spec());
+    apply(cluster, &object, &[]).ok();
+    webhook.alert_for("Pod", "team-a", pod, "CREATE");
+    webhook.stop();
+    cluster
+        .helm(&["uninstall", RELEASE, "--namespace", NAMESPACE])
+        .ok();
+}
+
 #[test]
 fn helm_install_in_each_certificate_mode_is_accepted_as_rendered() {
     let cluster = Cluster::start();
@@ -242,19 +255,8 @@ fn helm_install_in_each_certificate_mode_is_accepted_as_rendered() {
     install(&cluster, &[]);
     let objects = assert_release_accepted(&cluster);
     eprintln!("cluster: certs.mode=helm: {objects} objects accepted");
-    let mut webhook = Webhook::start(&cluster, NAMESPACE, RELEASE);
     cluster.namespace("team-a");
-    apply(
-        &cluster,
-        &workload("Pod", "v1", "team-a", "probe", escaping_pod_spec()),
-        &[],
-    )
-    .ok();
-    webhook.alert_for("Pod", "team-a", "probe", "CREATE");
-    webhook.stop();
-    cluster
-        .helm(&["uninstall", RELEASE, "--namespace", NAMESPACE])
-        .ok();
+    served_then_uninstalled(&cluster, "probe");
 
     // certs.mode=secret: an existing Secret made by certs/gen-certs.sh, and its CA bundle.
     let certs = cluster.dir.path().join("certs");
@@ -290,18 +292,7 @@ fn helm_install_in_each_certificate_mode_is_accepted_as_rendered() {
     );
     let objects = assert_release_accepted(&cluster);
     eprintln!("cluster: certs.mode=secret: {objects} objects accepted");
-    let mut webhook = Webhook::start(&cluster, NAMESPACE, RELEASE);
-    apply(
-        &cluster,
-        &workload("Pod", "v1", "team-a", "probe-2", escaping_pod_spec()),
-        &[],
-    )
-    .ok();
-    webhook.alert_for("Pod", "team-a", "probe-2", "CREATE");
-    webhook.stop();
-    cluster
-        .helm(&["uninstall", RELEASE, "--namespace", NAMESPACE])
-        .ok();
+    served_then_uninstalled(&cluster, "probe-2");
 
     // certs.mode=cert-manager, with every optional object the chart has: accepted by the real CRDs even
     // though no cert-manager runs here to issue the certificate.
