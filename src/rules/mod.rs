@@ -11,6 +11,7 @@ use serde::Serialize;
 use crate::image::{ImageRef, ImageRefError};
 use crate::policy::{Mode, Profile, RuleOptions};
 use crate::registry::{Lookup, RegistryFacts};
+use crate::signature::SignatureCheck;
 use crate::workload::{Container, ContainerList, Workload};
 
 mod apparmor;
@@ -25,6 +26,7 @@ mod image_digest_deny;
 mod image_registry;
 mod image_resolvable;
 mod image_runs_as_root;
+pub mod image_signature;
 mod image_tag;
 mod image_tag_moved;
 mod policy_change;
@@ -141,6 +143,7 @@ rule_ids! {
     ImageDigestDeny => "image-digest-deny",
     ImageTagMoved => "image-tag-moved",
     ImageRunsAsRoot => "image-runs-as-root",
+    ImageSignature => "image-signature",
     PolicyChange => "policy-change",
 }
 
@@ -179,7 +182,7 @@ pub struct Rule {
 }
 
 /// Every rule, indexed by `RuleId as usize`.
-pub static CATALOGUE: [Rule; 25] = [
+pub static CATALOGUE: [Rule; 26] = [
     privileged::RULE,
     host_namespaces::RULE,
     host_ports::RULE,
@@ -204,6 +207,7 @@ pub static CATALOGUE: [Rule; 25] = [
     image_digest_deny::RULE,
     image_tag_moved::RULE,
     image_runs_as_root::RULE,
+    image_signature::RULE,
     policy_change::RULE,
 ];
 
@@ -397,6 +401,19 @@ impl<'a> CheckContext<'a> {
                 .get(image)
                 .cloned()
                 .unwrap_or_else(|| Lookup::Unverified("the image was not looked up".to_owned())),
+        }
+    }
+
+    /// What the signature look-up said about a container's image, for `image-signature`.
+    pub fn signature(&self, container: &ContainerView<'_>) -> SignatureCheck {
+        let image = container.container.image.as_deref().unwrap_or_default();
+        match self.registry {
+            None => SignatureCheck::Unverified(
+                "registry look-ups are not enabled here (vigil check needs --resolve)".to_owned(),
+            ),
+            Some(facts) => facts.signature(image).cloned().unwrap_or_else(|| {
+                SignatureCheck::Unverified("the image's signatures were not looked up".to_owned())
+            }),
         }
     }
 
