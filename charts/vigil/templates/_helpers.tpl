@@ -216,7 +216,7 @@ policy.rules with a mode other than off, its own or the policy's. Such a rule ne
 {{- define "vigil.registryLookups" -}}
 {{- $policy := include "vigil.policy" . | fromJson -}}
 {{- $on := false -}}
-{{- range $id := list "image-resolvable" "image-digest-deny" "image-tag-moved" "image-runs-as-root" -}}
+{{- range $id := list "image-resolvable" "image-digest-deny" "image-tag-moved" "image-runs-as-root" "image-signature" -}}
 {{- if hasKey ($policy.rules | default dict) $id -}}
 {{- $rule := index $policy.rules $id -}}
 {{- $mode := $policy.mode | default "audit" -}}
