@@ -428,7 +428,7 @@ fn rules_lists_the_catalogue() {
     let json: Value =
         serde_json::from_str(&vigil(&["rules", "--output", "json"], None).stdout).unwrap();
     let rules = json.as_array().unwrap();
-    assert_eq!(rules.len(), 25);
+    assert_eq!(rules.len(), 26);
     let tag = rules.iter().find(|r| r["id"] == "image-tag").unwrap();
     assert_eq!(tag["defaultMode"], "warn");
     assert_eq!(tag["profile"], "baseline");

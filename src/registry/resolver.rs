@@ -782,11 +782,19 @@ impl Resolver {
     }
 }
 
-/// What a registry error means for one signature form: nothing there (no signatures), or a failure.
-fn form_error(error: &OciDistributionError, form: SignatureForm) -> Option<FormError> {
-    classify(error)
-        .err()
-        .map(|(kind, why)| (kind, format!("reading {form}: {why}")))
+/// What a registry error means for one signature form: `Ok(None)`, nothing there (no signature);
+/// `Ok(Some(why))`, an answer that is not a signature (a `.sig` tag or a referrers tag holding something
+/// else), which counts as an invalid signature, never as a registry failure that `onError: allow` would
+/// let through; or a failure to read (unreachable, refused, timed out).
+fn form_error(
+    error: &OciDistributionError,
+    form: SignatureForm,
+) -> Result<Option<String>, FormError> {
+    match classify(error) {
+        Ok(_) => Ok(None),
+        Err(("bad-response", why)) => Ok(Some(format!("{form} is not a signature ({why})"))),
+        Err((kind, why)) => Err((kind, format!("reading {form}: {why}"))),
+    }
 }
 
 /// Reads a blob of at most `signature::MAX_SIGNATURE_BYTES`, checked against its digest.
@@ -816,8 +824,8 @@ async fn small_blob(
         Err(OciDistributionError::DigestError(e)) => Ok(Err(format!(
             "{form} served a layer that does not match its digest ({e})"
         ))),
-        Err(e) => match form_error(&e, form) {
-            Some(failure) => Err(failure),
+        Err(e) => match form_error(&e, form)? {
+            Some(why) => Ok(Err(why)),
             None => Ok(Err(format!(
                 "{form} names a layer the registry does not have"
             ))),
@@ -848,10 +856,9 @@ async fn sig_tag_candidates(
     {
         Ok((body, _)) => body,
         Err(e) => {
-            return match form_error(&e, form) {
-                Some(failure) => Err(failure),
-                None => Ok(Vec::new()),
-            };
+            return Ok(form_error(&e, form)?
+                .map(|why| vec![Candidate::Malformed { form, why }])
+                .unwrap_or_default());
         }
     };
     let malformed = |why: String| Candidate::Malformed { form, why };
@@ -914,10 +921,9 @@ async fn bundle_candidates(
     {
         Ok(index) => index,
         Err(e) => {
-            return match form_error(&e, form) {
-                Some(failure) => Err(failure),
-                None => Ok(Vec::new()),
-            };
+            return Ok(form_error(&e, form)?
+                .map(|why| vec![Candidate::Malformed { form, why }])
+                .unwrap_or_default());
         }
     };
     let malformed = |why: String| Candidate::Malformed { form, why };
@@ -934,13 +940,12 @@ async fn bundle_candidates(
             .await
         {
             Ok((body, _)) => body,
-            Err(e) => match form_error(&e, form) {
-                Some(failure) => return Err(failure),
-                None => {
-                    out.push(malformed(format!("{form} is listed but missing")));
-                    continue;
-                }
-            },
+            Err(e) => {
+                let why = form_error(&e, form)?
+                    .unwrap_or_else(|| format!("{form} is listed but missing"));
+                out.push(malformed(why));
+                continue;
+            }
         };
         let manifest: OciImageManifest = match serde_json::from_slice(&body) {
             Ok(m) => m,

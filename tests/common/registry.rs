@@ -354,3 +354,22 @@ pub fn sha256_digest(data: &[u8]) -> String {
         hash.iter().map(|b| format!("{b:02x}")).collect::<String>()
     )
 }
+
+impl Registry {
+    /// Pushes `data` as a blob of `repo`; returns its descriptor as JSON, with `media_type`.
+    pub async fn push_blob(
+        &self,
+        client: &Client,
+        repo: &str,
+        media_type: &str,
+        data: Vec<u8>,
+    ) -> serde_json::Value {
+        let digest = sha256_digest(&data);
+        let size = data.len();
+        client
+            .push_blob(&self.reference(repo, "x"), data, &digest)
+            .await
+            .expect("push blob");
+        json!({"mediaType": media_type, "digest": digest, "size": size})
+    }
+}
