@@ -426,8 +426,13 @@ fn check(args: &CheckArgs) -> u8 {
 fn text_report(results: &[CheckResult], objects: usize, skipped: usize) -> String {
     let mut out = String::new();
     let (mut denied, mut flagged) = (0, 0);
-    for r in results.iter().filter(|r| !r.violations.is_empty()) {
-        flagged += 1;
+    for r in results
+        .iter()
+        .filter(|r| !r.violations.is_empty() || !r.signatures.is_empty())
+    {
+        if !r.violations.is_empty() {
+            flagged += 1;
+        }
         if r.decision == "denied" {
             denied += 1;
         }
@@ -449,6 +454,19 @@ fn text_report(results: &[CheckResult], objects: usize, skipped: usize) -> Strin
                 v.rule,
                 v.message,
                 v.field
+            ));
+        }
+        for signed in &r.signatures {
+            out.push_str(&format!(
+                "  signed: container {:?} image {} ({}) by key {:?}, in {}\n",
+                signed.container,
+                signed.image,
+                signed.digest,
+                signed.key,
+                match signed.form {
+                    crate::signature::SignatureForm::Tag => "the .sig tag",
+                    crate::signature::SignatureForm::Bundle => "a bundle referrer",
+                }
             ));
         }
     }
