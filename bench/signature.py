@@ -7,7 +7,7 @@ warm cache against the same run without the rule.
 It starts Debian's docker-registry on loopback, pushes images and signs them with the cosign CLI that
 scripts/test-deps.sh builds (a Sigstore bundle referrer, cosign 3's default, without a transparency log),
 then runs the release vigil against them: a fresh process per run, pinned to one core, h2load (HTTP/1.1 over
-TLS, 16 connections) on another. Knobs: N_COLD (30), SECONDS (10), RUNS (3), RATE (2000).
+TLS, 16 connections) on another. Knobs: N_COLD (30), DURATION (10 s), RUNS (3), RATE (2000).
 """
 
 import hashlib
@@ -28,7 +28,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 VIGIL = ROOT / "target" / "release" / "vigil"
 N_COLD = int(os.environ.get("N_COLD", "30"))
-SECONDS = float(os.environ.get("SECONDS", "10"))
+SECONDS = float(os.environ.get("DURATION", "10"))
 RUNS = int(os.environ.get("RUNS", "3"))
 RATE = int(os.environ.get("RATE", "2000"))
 CONNS = 16
@@ -81,7 +81,8 @@ class Registry:
         location = urllib.request.urlopen(req).headers["Location"]
         url = location if location.startswith("http") else f"http://{self.host}{location}"
         url += ("&" if "?" in url else "?") + f"digest={digest}"
-        urllib.request.urlopen(urllib.request.Request(url, data=data, method="PUT"))
+        urllib.request.urlopen(urllib.request.Request(url, data=data, method="PUT",
+                                                      headers={"Content-Type": "application/octet-stream"}))
         return {"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": digest, "size": len(data)}
 
     def push(self, repo, tag, salt):
@@ -214,7 +215,9 @@ def main():
             vigil = Vigil(work, policy, registry)
             _, response = vigil.ask(body.read_bytes())
             assert response["allowed"], response
-            results[name].append(h2load(vigil, body, work / f"h2load-{run}-{len(results[name])}.log"))
+            log = work / f"h2load-{run}-{'with' if policy is with_rule else 'without'}.log"
+            log.unlink(missing_ok=True)
+            results[name].append(h2load(vigil, body, log))
             vigil.stop()
     print(f"fixed {RATE}/s, {CONNS} connections, HTTP/1.1 over TLS, {SECONDS:g} s per run, median of {RUNS} runs "
           f"(ms, from when h2load sends each request):")
