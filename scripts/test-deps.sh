@@ -7,7 +7,9 @@
 # - kubernetes-validate (the Kubernetes OpenAPI schemas, offline), from PyPI into the venv .cache/venv;
 # - kube-apiserver and etcd of each Kubernetes release in KUBERNETES_VERSIONS, built from their Go modules by
 #   scripts/control-plane/build.sh and cached outside the clone (~/.cache/vigil/control-plane/vVERSION),
-#   for tests/cluster.rs: about 6 minutes each the first time on 2 cores, nothing after.
+#   for tests/cluster.rs: about 6 minutes each the first time on 2 cores, nothing after;
+# - the cosign CLI, built from its Go module and cached outside the clone (~/.cache/vigil/cosign/vVERSION),
+#   for the image-signature tests in tests/registry.rs: a few minutes the first time, nothing after.
 # Idempotent and quiet when everything is present; `make test` calls it first. Pinned versions: bump them
 # here and the stamp files under .cache/ make the next run reinstall.
 set -euo pipefail
@@ -21,7 +23,9 @@ KUBECTL_VERSION="v1.34.5"
 KUBERNETES_VALIDATE_VERSION="1.37.0"
 # The newest release, and the oldest the chart claims (charts/vigil/Chart.yaml kubeVersion): the Makefile
 # runs tests/cluster.rs against each.
-KUBERNETES_VERSIONS="${VIGIL_KUBERNETES_VERSIONS:-1.37.2 1.34.4}"
+KUBERNETES_VERSIONS="${VIGIL_KUBERNETES_VERSIONS-1.37.2 1.34.4}"
+# cosign signs the images that tests/registry.rs verifies (the `image-signature` rule). Its go.mod needs Go 1.26.
+COSIGN_VERSION="v3.1.3"
 
 need_apt=()
 command -v promtool >/dev/null 2>&1 || need_apt+=(prometheus)
@@ -82,6 +86,15 @@ if [ ! -x "$cache/venv/bin/kubernetes-validate" ] || [ "$(cat "$kv_stamp" 2>/dev
   python3 -m venv "$cache/venv"
   "$cache/venv/bin/pip" install --quiet --disable-pip-version-check "kubernetes-validate==$KUBERNETES_VALIDATE_VERSION"
   echo "$KUBERNETES_VALIDATE_VERSION" >"$kv_stamp"
+fi
+
+# cosign, from its Go module: tests/registry.rs finds it at ~/.cache/vigil/cosign/$COSIGN_VERSION/cosign.
+cosign_dir="${XDG_CACHE_HOME:-$HOME/.cache}/vigil/cosign/$COSIGN_VERSION"
+if [ ! -x "$cosign_dir/cosign" ] || [ "$(cat "$cosign_dir/version" 2>/dev/null)" != "$COSIGN_VERSION" ]; then
+  echo "test-deps: building cosign $COSIGN_VERSION from its Go module into $cosign_dir (a few minutes)" >&2
+  mkdir -p "$cosign_dir"
+  GOBIN="$cosign_dir" GOFLAGS=-buildvcs=false go install "github.com/sigstore/cosign/v3/cmd/cosign@$COSIGN_VERSION"
+  echo "$COSIGN_VERSION" >"$cosign_dir/version"
 fi
 
 # A real control plane for tests/cluster.rs.

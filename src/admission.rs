@@ -744,7 +744,7 @@ impl Pending<'_> {
         if !self.policy.needs_registry() {
             return Vec::new();
         }
-        crate::registry::images_to_look_up([&self.object])
+        crate::registry::images_for(self.policy, [&self.object])
     }
 
     /// The policy this review runs under.
@@ -854,6 +854,7 @@ fn alert_record(
             user,
             violations: alert::bounded(&decision.violations).0,
             omitted: alert::bounded(&decision.violations).1,
+            signatures: &decision.signatures,
         }
         .to_json()
     })
@@ -1069,6 +1070,7 @@ fn policy_edit(
         user: &user,
         violations: &violations,
         omitted: 0,
+        signatures: &[],
     }
     .to_json();
     let mut response = match denial {
@@ -1125,6 +1127,15 @@ fn validate_response(
     };
     response.warnings = alert::warnings(decision);
     response.audit_annotations = record.map(|r| alert::audit_annotations(r, &decision.violations));
+    if !decision.signatures.is_empty() {
+        response
+            .audit_annotations
+            .get_or_insert_with(Default::default)
+            .insert(
+                "signatures",
+                alert::signatures_annotation(&decision.signatures),
+            );
+    }
     response.into_body()
 }
 

@@ -7,6 +7,7 @@ use time::OffsetDateTime;
 use time::format_description::well_known::{Iso8601, iso8601};
 
 use crate::engine::{Decision, Violation};
+use crate::rules::image_signature::SignedImage;
 
 /// The record's schema id.
 pub const SCHEMA: &str = "vigil.dev/alert/v1";
@@ -58,6 +59,9 @@ pub struct AlertRecord<'a> {
     /// How many violations were left out of `violations`, when there were more.
     #[serde(skip_serializing_if = "is_zero")]
     pub omitted: usize,
+    /// The images a trusted key verified (`image-signature`), each with the key's name.
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    pub signatures: &'a [SignedImage],
 }
 
 /// The most violations one alert record lists; the rest are counted in `omitted`. A pod with 10,000
@@ -197,6 +201,13 @@ pub fn audit_annotations(
     ])
 }
 
+/// The `signatures` audit annotation: the images a trusted key verified, with the key, as compact JSON.
+/// A review without violations has no alert record; the API server's audit log still says which key let
+/// each signed image in.
+pub fn signatures_annotation(signatures: &[SignedImage]) -> String {
+    serde_json::to_string(signatures).expect("signed images always serialize")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -226,6 +237,7 @@ mod tests {
                 .map(|_| violation(RuleId::ImageTag, Mode::Warn, &long))
                 .collect(),
             allowed: true,
+            ..Default::default()
         };
         let w = warnings(&decision);
         assert!(
@@ -252,6 +264,7 @@ mod tests {
                 exempted,
             ],
             allowed: false,
+            ..Default::default()
         };
         assert_eq!(warnings(&decision), ["image-tag: tag"]);
     }
@@ -271,6 +284,7 @@ mod tests {
                 "container \"app\" runs privileged",
             )],
             allowed: false,
+            ..Default::default()
         };
         assert_eq!(
             denial_message(&object, &decision),

@@ -260,14 +260,10 @@ fn resolve_images(
         .map_err(|e| format!("cannot start the runtime: {e}"))?;
     let options = &policy.options;
     Ok(runtime.block_on(async {
-        let deadline = std::time::Instant::now() + options.registry.timeout;
+        // The image look-up, then its signatures: each bounded by the policy's timeout.
+        let deadline = std::time::Instant::now() + options.registry.timeout * 2;
         resolver
-            .resolve_all(
-                images,
-                &options.registry,
-                options.tag_moved_window,
-                deadline,
-            )
+            .resolve_all(images, options, policy.signature_policy(), deadline)
             .await
     }))
 }
@@ -279,6 +275,9 @@ pub struct CheckResult {
     pub object: ObjectRef,
     pub decision: &'static str,
     pub violations: Vec<Violation>,
+    /// The images a trusted key verified (`image-signature` with `--resolve`), with the key.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub signatures: Vec<crate::rules::image_signature::SignedImage>,
 }
 
 /// Evaluates objects read from manifests as CREATE requests. Objects of kinds Vigil does not cover are
@@ -322,6 +321,7 @@ pub fn check_objects(
                 },
                 decision: crate::alert::decision_word(&decision),
                 violations: decision.violations,
+                signatures: decision.signatures,
             })
         })
         .collect()
@@ -381,8 +381,10 @@ fn check(args: &CheckArgs) -> u8 {
         }
     }
     let facts = if args.resolve && policy.needs_registry() {
-        let images =
-            crate::registry::images_to_look_up(objects.iter().filter_map(|o| o.workload.as_ref()));
+        let images = crate::registry::images_for(
+            &policy,
+            objects.iter().filter_map(|o| o.workload.as_ref()),
+        );
         match resolve_images(&policy, &args.registry, images) {
             Ok(facts) => Some(facts),
             Err(e) => {
@@ -424,8 +426,13 @@ fn check(args: &CheckArgs) -> u8 {
 fn text_report(results: &[CheckResult], objects: usize, skipped: usize) -> String {
     let mut out = String::new();
     let (mut denied, mut flagged) = (0, 0);
-    for r in results.iter().filter(|r| !r.violations.is_empty()) {
-        flagged += 1;
+    for r in results
+        .iter()
+        .filter(|r| !r.violations.is_empty() || !r.signatures.is_empty())
+    {
+        if !r.violations.is_empty() {
+            flagged += 1;
+        }
         if r.decision == "denied" {
             denied += 1;
         }
@@ -447,6 +454,19 @@ fn text_report(results: &[CheckResult], objects: usize, skipped: usize) -> Strin
                 v.rule,
                 v.message,
                 v.field
+            ));
+        }
+        for signed in &r.signatures {
+            out.push_str(&format!(
+                "  signed: container {:?} image {} ({}) by key {:?}, in {}\n",
+                signed.container,
+                signed.image,
+                signed.digest,
+                signed.key,
+                match signed.form {
+                    crate::signature::SignatureForm::Tag => "the .sig tag",
+                    crate::signature::SignatureForm::Bundle => "a bundle referrer",
+                }
             ));
         }
     }

@@ -9,6 +9,7 @@ use crate::alert;
 use crate::connect::Connect;
 use crate::policy::{LOOKUP_RULES, Mode, Policy, Requester, Updates};
 use crate::registry::RegistryFacts;
+use crate::rules::image_signature::SignedImage;
 use crate::rules::{self, CheckContext, Finding, PodView, RuleId, Severity};
 use crate::workload::Workload;
 
@@ -107,6 +108,8 @@ pub struct Decision {
     /// Every violation that is not `off`, in catalogue order of the rules.
     pub violations: Vec<Violation>,
     pub allowed: bool,
+    /// The images whose signature a trusted key verified (`image-signature`), with the key.
+    pub signatures: Vec<SignedImage>,
 }
 
 impl Decision {
@@ -163,10 +166,12 @@ fn findings(
 pub fn evaluate(policy: &Policy, request: &Request<'_>) -> Decision {
     let pod = PodView::new(request.object);
     let found = findings(policy, &pod, request.registry, true);
+    let signatures = signed_images(policy, &pod, request);
     if found.is_empty() {
         return Decision {
             violations: Vec::new(),
             allowed: true,
+            signatures,
         };
     }
 
@@ -234,6 +239,7 @@ pub fn evaluate(policy: &Policy, request: &Request<'_>) -> Decision {
     Decision {
         violations,
         allowed,
+        signatures,
     }
 }
 
@@ -282,7 +288,25 @@ pub fn evaluate_connect(policy: &Policy, request: &ConnectRequest<'_>) -> Decisi
     Decision {
         violations,
         allowed,
+        signatures: Vec::new(),
     }
+}
+
+/// The images a trusted key verified, when `image-signature` is on for the request's namespace.
+fn signed_images(policy: &Policy, pod: &PodView<'_>, request: &Request<'_>) -> Vec<SignedImage> {
+    let (Some(_), Some(registry)) = (policy.signature_policy(), request.registry) else {
+        return Vec::new();
+    };
+    let namespace_override = policy.namespace_override(request.namespace);
+    if policy.rule_mode(RuleId::ImageSignature, namespace_override) == Mode::Off {
+        return Vec::new();
+    }
+    let cx = CheckContext {
+        profile: policy.profile,
+        options: &policy.options,
+        registry: Some(registry),
+    };
+    rules::image_signature::verified(pod, &cx)
 }
 
 #[cfg(test)]
@@ -372,7 +396,8 @@ mod tests {
             d,
             Decision {
                 violations: vec![],
-                allowed: true
+                allowed: true,
+                signatures: vec![]
             }
         );
     }
@@ -407,7 +432,8 @@ mod tests {
             d,
             Decision {
                 violations: vec![],
-                allowed: true
+                allowed: true,
+                signatures: vec![]
             }
         );
     }
@@ -703,7 +729,8 @@ mod tests {
             decide_connect(&off, &exec(None), "team-a", &[]),
             Decision {
                 violations: vec![],
-                allowed: true
+                allowed: true,
+                signatures: vec![],
             }
         );
     }

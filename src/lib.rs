@@ -13,4 +13,5 @@ pub mod registry;
 pub mod reload;
 pub mod rules;
 pub mod server;
+pub mod signature;
 pub mod workload;

@@ -646,7 +646,8 @@ fn rules_lists_the_catalogue() {
     let json: Value =
         serde_json::from_str(&vigil(&["rules", "--output", "json"], None).stdout).unwrap();
     let rules = json.as_array().unwrap();
-    assert_eq!(rules.len(), 28);
+
+    assert_eq!(rules.len(), 29);
     let tag = rules.iter().find(|r| r["id"] == "image-tag").unwrap();
     assert_eq!(tag["defaultMode"], "warn");
     assert_eq!(tag["profile"], "baseline");

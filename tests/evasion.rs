@@ -1332,3 +1332,455 @@ async fn a_deeply_nested_policy_edit_is_refused_before_parsing() {
     let message = response["status"]["message"].as_str().unwrap_or_default();
     assert!(message.contains("refused before parsing"), "{message}");
 }
+
+// ------------------------------------------------------------------------------------------------
+// Signature tricks: what an attacker who can write to the registry serves in a signature's place. The
+// policy trusts one key for every image of the registry; the attacker never holds that key, but some rows
+// have it sign odd payloads, to show that the parsing never reads more into a signature than it says.
+// ------------------------------------------------------------------------------------------------
+
+const SIMPLE_SIGNING: &str = "application/vnd.dev.cosign.simplesigning.v1+json";
+const BUNDLE: &str = "application/vnd.dev.sigstore.bundle.v0.3+json";
+const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+
+fn trusted_key() -> p256::ecdsa::SigningKey {
+    p256::ecdsa::SigningKey::from_slice(&[7; 32]).unwrap()
+}
+
+fn b64(data: &[u8]) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(data)
+}
+
+/// The trusted key's signature over `message`, base64 DER, as cosign writes it.
+fn trusted_signature(message: &[u8]) -> String {
+    use p256::ecdsa::signature::Signer as _;
+    let sig: p256::ecdsa::Signature = trusted_key().sign(message);
+    b64(sig.to_der().as_bytes())
+}
+
+/// A simple-signing payload as cosign writes it.
+fn simple_payload(reference: &str, digest: &str) -> String {
+    format!(
+        r#"{{"critical":{{"identity":{{"docker-reference":"{reference}"}},"image":{{"docker-manifest-digest":"{digest}"}},"type":"cosign container image signature"}},"optional":null}}"#
+    )
+}
+
+/// A DSSE bundle signed by the trusted key over `statement`.
+fn trusted_bundle(statement: &str, signatures: usize) -> Vec<u8> {
+    let payload_type = "application/vnd.in-toto+json";
+    let pae = format!(
+        "DSSEv1 {} {payload_type} {} {statement}",
+        payload_type.len(),
+        statement.len()
+    );
+    let good = trusted_signature(pae.as_bytes());
+    let mut sigs = vec![json!({"sig": b64(b"not a signature")}); signatures.saturating_sub(1)];
+    sigs.push(json!({"sig": good}));
+    serde_json::to_vec(&json!({"mediaType": BUNDLE, "verificationMaterial": {"publicKey": {"hint": ""}},
+        "dsseEnvelope": {"payload": b64(statement.as_bytes()), "payloadType": payload_type, "signatures": sigs}}))
+    .unwrap()
+}
+
+fn statement(digest: &str, predicate_type: &str) -> String {
+    let hex = digest.trim_start_matches("sha256:");
+    format!(
+        r#"{{"_type":"https://in-toto.io/Statement/v1","subject":[{{"digest":{{"sha256":"{hex}"}}}}],"predicateType":"{predicate_type}","predicate":{{}}}}"#
+    )
+}
+
+/// An OCI manifest with an empty config and `layers`, optionally a referrer of `subject`.
+async fn artifact(
+    registry: &common::registry::Registry,
+    client: &oci_client::Client,
+    repo: &str,
+    layers: Vec<Value>,
+    subject: Option<&str>,
+) -> Vec<u8> {
+    let config = registry
+        .push_blob(
+            client,
+            repo,
+            "application/vnd.oci.empty.v1+json",
+            b"{}".to_vec(),
+        )
+        .await;
+    let mut manifest =
+        json!({"schemaVersion": 2, "mediaType": OCI_MANIFEST, "config": config, "layers": layers});
+    if let Some(digest) = subject {
+        let body = registry.manifest(client, repo, digest).await;
+        manifest["subject"] =
+            json!({"mediaType": OCI_MANIFEST, "digest": digest, "size": body.len()});
+        manifest["artifactType"] = json!(BUNDLE);
+    }
+    serde_json::to_vec(&manifest).unwrap()
+}
+
+/// Lists `referrers` (digest, size) under the referrers tag of `digest`, `copies` times each.
+async fn list_referrers(
+    registry: &common::registry::Registry,
+    client: &oci_client::Client,
+    repo: &str,
+    digest: &str,
+    referrer: (&str, usize),
+    copies: usize,
+) {
+    let entry = json!({"mediaType": OCI_MANIFEST, "digest": referrer.0, "size": referrer.1, "artifactType": BUNDLE});
+    let index =
+        json!({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": vec![entry; copies]});
+    registry
+        .put_manifest(
+            client,
+            repo,
+            &digest.replace(':', "-"),
+            OCI_INDEX,
+            serde_json::to_vec(&index).unwrap(),
+        )
+        .await;
+}
+
+/// Pushes a bundle referrer of `repo@digest` holding `bundle`; returns (referrer digest, size).
+async fn push_bundle(
+    registry: &common::registry::Registry,
+    client: &oci_client::Client,
+    repo: &str,
+    digest: &str,
+    bundle: Vec<u8>,
+) -> (String, usize) {
+    let layer = registry.push_blob(client, repo, BUNDLE, bundle).await;
+    let body = artifact(registry, client, repo, vec![layer], Some(digest)).await;
+    let referrer = common::registry::sha256_digest(&body);
+    let size = body.len();
+    registry
+        .put_manifest(client, repo, &referrer, OCI_MANIFEST, body)
+        .await;
+    (referrer, size)
+}
+
+/// Sets up each trick in the registry and returns its row.
+async fn signature_rows(
+    registry: &common::registry::Registry,
+    client: &oci_client::Client,
+) -> Vec<Row> {
+    use Expect::*;
+    let host = registry.host.clone();
+    let mut rows = Vec::new();
+    let mut n = 0;
+    let mut image = |salt: &'static str| {
+        n += 1;
+        let repo = format!("trick/{n}");
+        let client = client.clone();
+        async move {
+            let digest = registry
+                .push_image(&client, &repo, "v1", "1000", "amd64", salt)
+                .await;
+            (repo, digest)
+        }
+    };
+    let sig_tag = |digest: &str| format!("{}.sig", digest.replace(':', "-"));
+    let review = |repo: &str| body(&image_review(&format!("{host}/{repo}:v1")));
+
+    // The `.sig` tag holds something that is not a signature.
+    let (repo, digest) = image("plain image as .sig").await;
+    registry
+        .push_image(client, &repo, &sig_tag(&digest), "1000", "amd64", "decoy")
+        .await;
+    rows.push(row(
+        "signature: a .sig tag that is a plain image",
+        review(&repo),
+        Denied(403),
+    ));
+
+    let (repo, digest) = image("index as .sig").await;
+    let target = registry.manifest(client, &repo, &digest).await;
+    let index = json!({"schemaVersion": 2, "mediaType": OCI_INDEX,
+        "manifests": [{"mediaType": OCI_MANIFEST, "digest": digest, "size": target.len()}]});
+    registry
+        .put_manifest(
+            client,
+            &repo,
+            &sig_tag(&digest),
+            OCI_INDEX,
+            serde_json::to_vec(&index).unwrap(),
+        )
+        .await;
+    rows.push(row(
+        "signature: a .sig tag that holds an index",
+        review(&repo),
+        Denied(403),
+    ));
+
+    // Huge: 10,000 signature layers (each a valid payload under a signature that does not verify).
+    let (repo, digest) = image("huge .sig").await;
+    let payload = simple_payload(&format!("{host}/{repo}"), &digest);
+    let mut layer = registry
+        .push_blob(client, &repo, SIMPLE_SIGNING, payload.into_bytes())
+        .await;
+    layer["annotations"] = json!({"dev.cosignproject.cosign/signature": b64(b"not a signature")});
+    let body = artifact(registry, client, &repo, vec![layer; 10_000], None).await;
+    let huge_repo = repo.clone();
+    eprintln!("signature: a .sig manifest of {} bytes", body.len());
+    registry
+        .put_manifest(client, &repo, &sig_tag(&digest), OCI_MANIFEST, body)
+        .await;
+    rows.push(row(
+        "signature: a .sig manifest with 10,000 signature layers",
+        review(&repo),
+        Denied(403),
+    ));
+
+    // A signature layer of 1 MiB: never read.
+    let (repo, digest) = image("big layer").await;
+    let payload = format!(
+        "{}{}",
+        simple_payload(&format!("{host}/{repo}"), &digest),
+        " ".repeat(1 << 20)
+    );
+    let signature = trusted_signature(payload.as_bytes());
+    let mut layer = registry
+        .push_blob(client, &repo, SIMPLE_SIGNING, payload.into_bytes())
+        .await;
+    layer["annotations"] = json!({"dev.cosignproject.cosign/signature": signature});
+    let big_layer = layer.clone();
+    let big_repo = repo.clone();
+    let body = artifact(registry, client, &repo, vec![layer], None).await;
+    registry
+        .put_manifest(client, &repo, &sig_tag(&digest), OCI_MANIFEST, body)
+        .await;
+    rows.push(row(
+        "signature: a trusted signature over a 1 MiB payload",
+        review(&repo),
+        Denied(403),
+    ));
+
+    // The same 1 MiB layer, under a descriptor that says it is small.
+    let (repo, digest) = image("lying size").await;
+    registry
+        .copy_blob(
+            client,
+            &big_repo,
+            &repo,
+            big_layer["digest"].as_str().unwrap(),
+        )
+        .await;
+    let mut layer = big_layer;
+    layer["size"] = json!(300);
+    let body = artifact(registry, client, &repo, vec![layer], None).await;
+    registry
+        .put_manifest(client, &repo, &sig_tag(&digest), OCI_MANIFEST, body)
+        .await;
+    rows.push(row(
+        "signature: a 1 MiB layer under a descriptor of 300 bytes",
+        review(&repo),
+        Denied(403),
+    ));
+
+    // Parser differentials over payloads the trusted key signed.
+    for (name, payload_of) in [
+        (
+            "signature: a trusted payload naming the digest twice, another first",
+            Box::new(|repo: &str, digest: &str| {
+                simple_payload(repo, digest).replace(
+                    r#""image":{"#,
+                    r#""image":{"docker-manifest-digest":"sha256:0000000000000000000000000000000000000000000000000000000000000000","#,
+                )
+            }) as Box<dyn Fn(&str, &str) -> String>,
+        ),
+        (
+            "signature: a trusted payload of another type",
+            Box::new(|repo: &str, digest: &str| {
+                simple_payload(repo, digest).replace(
+                    "cosign container image signature",
+                    "cosign container image signature ",
+                )
+            }),
+        ),
+        (
+            "signature: a trusted payload naming the repository on another registry",
+            Box::new(|repo: &str, digest: &str| {
+                simple_payload(
+                    &format!("docker.io/{}", repo.split_once('/').unwrap().1),
+                    digest,
+                )
+            }),
+        ),
+    ] {
+        let (repo, digest) = image(name).await;
+        let payload = payload_of(&format!("{host}/{repo}"), &digest);
+        let signature = trusted_signature(payload.as_bytes());
+        let mut layer = registry
+            .push_blob(client, &repo, SIMPLE_SIGNING, payload.into_bytes())
+            .await;
+        layer["annotations"] = json!({"dev.cosignproject.cosign/signature": signature});
+        let body = artifact(registry, client, &repo, vec![layer], None).await;
+        registry
+            .put_manifest(client, &repo, &sig_tag(&digest), OCI_MANIFEST, body)
+            .await;
+        rows.push(row(name, review(&repo), Denied(403)));
+    }
+
+    let (repo, digest) = image("not base64").await;
+    let mut layer = registry
+        .push_blob(
+            client,
+            &repo,
+            SIMPLE_SIGNING,
+            simple_payload(&format!("{host}/{repo}"), &digest).into_bytes(),
+        )
+        .await;
+    layer["annotations"] = json!({"dev.cosignproject.cosign/signature": "%%% not base64 %%%"});
+    let body = artifact(registry, client, &repo, vec![layer], None).await;
+    registry
+        .put_manifest(client, &repo, &sig_tag(&digest), OCI_MANIFEST, body)
+        .await;
+    rows.push(row(
+        "signature: a signature annotation that is not base64",
+        review(&repo),
+        Denied(403),
+    ));
+
+    // Bundles.
+    let (repo, digest) = image("10,000 referrers").await;
+    let referrer = push_bundle(registry, client, &repo, &digest, b"{}".to_vec()).await;
+    list_referrers(
+        registry,
+        client,
+        &repo,
+        &digest,
+        (&referrer.0, referrer.1),
+        10_000,
+    )
+    .await;
+    let many_referrers_repo = repo.clone();
+    rows.push(row(
+        "signature: a referrers tag listing 10,000 bundles",
+        review(&repo),
+        Denied(403),
+    ));
+
+    let (repo, digest) = image("attestation").await;
+    let bundle = trusted_bundle(&statement(&digest, "https://slsa.dev/provenance/v1"), 1);
+    let referrer = push_bundle(registry, client, &repo, &digest, bundle).await;
+    list_referrers(
+        registry,
+        client,
+        &repo,
+        &digest,
+        (&referrer.0, referrer.1),
+        1,
+    )
+    .await;
+    rows.push(row(
+        "signature: a trusted bundle over an attestation, not a signature",
+        review(&repo),
+        Denied(403),
+    ));
+
+    let (repo, digest) = image("many dsse signatures").await;
+    let other = "sha256:0000000000000000000000000000000000000000000000000000000000000000";
+    let bundle = trusted_bundle(
+        &statement(other, "https://sigstore.dev/cosign/sign/v1"),
+        1_000,
+    );
+    let referrer = push_bundle(registry, client, &repo, &digest, bundle).await;
+    list_referrers(
+        registry,
+        client,
+        &repo,
+        &digest,
+        (&referrer.0, referrer.1),
+        1,
+    )
+    .await;
+    rows.push(row(
+        "signature: a bundle with 1,000 DSSE signatures, for another digest",
+        review(&repo),
+        Denied(403),
+    ));
+
+    let (repo, digest) = image("manifest as referrers tag").await;
+    registry
+        .push_image(
+            client,
+            &repo,
+            &digest.replace(':', "-"),
+            "1000",
+            "amd64",
+            "decoy",
+        )
+        .await;
+    rows.push(row(
+        "signature: a referrers tag that holds an image, not an index",
+        review(&repo),
+        Denied(403),
+    ));
+
+    // A multi-platform image whose platform manifest is signed, and not the index the tag resolves to.
+    n += 1;
+    let repo = format!("trick/{n}");
+    let (_index, amd64) = registry.push_index(client, &repo, "v1").await;
+    let payload = simple_payload(&format!("{host}/{repo}"), &amd64);
+    let signature = trusted_signature(payload.as_bytes());
+    let mut layer = registry
+        .push_blob(client, &repo, SIMPLE_SIGNING, payload.into_bytes())
+        .await;
+    layer["annotations"] = json!({"dev.cosignproject.cosign/signature": signature});
+    let body = artifact(registry, client, &repo, vec![layer], None).await;
+    registry
+        .put_manifest(client, &repo, &sig_tag(&amd64), OCI_MANIFEST, body)
+        .await;
+    rows.push(row(
+        "signature: the platform manifest signed, the index its tag names not",
+        review(&repo),
+        Denied(403),
+    ));
+
+    // The reads stay bounded, whatever the registry lists.
+    rows.push(row(
+        "signature: (bounds) the huge rows again, from the cache",
+        review(&huge_repo),
+        Denied(403),
+    ));
+    let _ = many_referrers_repo;
+    rows
+}
+
+#[tokio::test]
+async fn signature_tricks_are_denied_and_reads_stay_bounded() {
+    common::install_provider();
+    let registry = common::registry::Registry::start(None, None);
+    let client = registry.pusher(None);
+    let rows = signature_rows(&registry, &client).await;
+    use p256::pkcs8::EncodePublicKey as _;
+    let pem = trusted_key()
+        .verifying_key()
+        .to_public_key_pem(p256::pkcs8::LineEnding::LF)
+        .unwrap();
+    let keys: String = pem.lines().map(|l| format!("\n          {l}")).collect();
+    let policy = format!(
+        "apiVersion: vigil.dev/v1alpha1\nkind: Policy\nmode: enforce\nprofile: baseline\nrules:\n  image-signature:\n    mode: enforce\n    images: [\"{}/trick/*\"]\n    keys:\n      - name: trusted\n        publicKey: |{keys}\n",
+        registry.host
+    );
+    let host = registry.host.clone();
+    let server = Server::start(move |args, dir| {
+        args.policy = Some(write(dir, "policy.yaml", &policy));
+        args.registry.registry_plain_http = vec![host];
+    })
+    .await;
+    let failures = run(&server, rows).await;
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let blob_reads = registry.gets("/blobs/sha256:");
+    eprintln!("signature: {blob_reads} blob reads in all");
+    let huge = registry.gets("/v2/trick/3/blobs/");
+    assert!(
+        huge <= 16 + 2,
+        "the 10,000-layer .sig manifest made {huge} blob reads"
+    );
+    let referrers = registry.gets("/v2/trick/10/manifests/sha256:");
+    assert!(
+        referrers <= 16 + 2,
+        "the 10,000 listed referrers made {referrers} manifest reads"
+    );
+}

@@ -4,255 +4,17 @@
 mod common;
 
 use std::io::Write as _;
-use std::net::TcpListener;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::cosign::{Cosign, Form};
+use common::registry::{Registry, sha256_digest};
 use common::{Ca, Server, write};
-use oci_client::client::{ClientConfig, ClientProtocol, Config, ImageLayer};
-use oci_client::manifest::{
-    ImageIndexEntry, OCI_IMAGE_INDEX_MEDIA_TYPE, OCI_IMAGE_MEDIA_TYPE, OciImageIndex,
-    OciImageManifest,
-};
-use oci_client::secrets::RegistryAuth;
-use oci_client::{Client, Reference};
+use oci_client::Client;
+use oci_client::manifest::{OCI_IMAGE_INDEX_MEDIA_TYPE, OCI_IMAGE_MEDIA_TYPE};
 use serde_json::{Value, json};
-
-/// A running registry on loopback, with its access log.
-struct Registry {
-    child: Child,
-    host: String,
-    log: PathBuf,
-    /// Holds the registry's storage and configuration until the registry is dropped.
-    _dir: tempfile::TempDir,
-    tls: bool,
-    user: Option<(String, String)>,
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn registry_binary() -> &'static str {
-    let found = Command::new("docker-registry").arg("--version").output();
-    assert!(
-        found.is_ok_and(|o| o.status.success()),
-        "docker-registry is not installed: run `make test`, which installs Debian's docker-registry"
-    );
-    "docker-registry"
-}
-
-impl Registry {
-    /// Starts a registry; with `tls`, its certificate comes from `ca`; with `user`, htpasswd auth is on.
-    fn start(tls: Option<&Ca>, user: Option<(&str, &str)>) -> Registry {
-        let dir = tempfile::tempdir().unwrap();
-        let port = free_port();
-        let mut config = format!(
-            "version: 0.1\nlog:\n  level: info\n  formatter: text\n  accesslog:\n    disabled: false\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n",
-            dir.path().join("data").display()
-        );
-        if let Some(ca) = tls {
-            let pair = ca.server(9);
-            let cert = write(dir.path(), "registry.crt", &pair.cert_pem);
-            let key = write(dir.path(), "registry.key", &pair.key_pem);
-            config.push_str(&format!(
-                "  tls:\n    certificate: {}\n    key: {}\n",
-                cert.display(),
-                key.display()
-            ));
-        }
-        if let Some((name, password)) = user {
-            let hash = bcrypt::hash(password, 4).unwrap();
-            let htpasswd = write(dir.path(), "htpasswd", &format!("{name}:{hash}\n"));
-            config.push_str(&format!(
-                "auth:\n  htpasswd:\n    realm: vigil-test\n    path: {}\n",
-                htpasswd.display()
-            ));
-        }
-        let config_path = write(dir.path(), "config.yml", &config);
-        let log = dir.path().join("registry.log");
-        let child = Command::new(registry_binary())
-            .arg("serve")
-            .arg(&config_path)
-            .stdout(Stdio::from(
-                std::fs::File::create(dir.path().join("stdout.log")).unwrap(),
-            ))
-            .stderr(Stdio::from(std::fs::File::create(&log).unwrap()))
-            .spawn()
-            .unwrap();
-        let registry = Registry {
-            child,
-            host: format!("127.0.0.1:{port}"),
-            log,
-            _dir: dir,
-            tls: tls.is_some(),
-            user: user.map(|(u, p)| (u.to_owned(), p.to_owned())),
-        };
-        let start = Instant::now();
-        while std::net::TcpStream::connect(&registry.host).is_err() {
-            assert!(
-                start.elapsed() < Duration::from_secs(10),
-                "the registry did not start:\n{}",
-                registry.log_text()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        registry
-    }
-
-    fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// How many GET requests for manifests of `repo` the registry's request log holds.
-    fn manifest_gets(&self, repo: &str) -> usize {
-        let uri = format!("http.request.uri=/v2/{repo}/manifests/");
-        self.log_text()
-            .lines()
-            .filter(|l| {
-                l.contains("msg=\"response completed\"")
-                    && l.contains("http.request.method=GET")
-                    && l.contains(&uri)
-            })
-            .count()
-    }
-
-    fn stop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-
-    /// A client that pushes to this registry.
-    fn pusher(&self, ca: Option<&Ca>) -> Client {
-        let mut config = ClientConfig {
-            protocol: if self.tls {
-                ClientProtocol::Https
-            } else {
-                ClientProtocol::Http
-            },
-            ..Default::default()
-        };
-        if let Some(ca) = ca {
-            config
-                .extra_root_certificates
-                .push(oci_client::client::Certificate {
-                    encoding: oci_client::client::CertificateEncoding::Pem,
-                    data: ca.pem.clone().into_bytes(),
-                });
-        }
-        Client::new(config)
-    }
-
-    fn auth(&self) -> RegistryAuth {
-        match &self.user {
-            Some((u, p)) => RegistryAuth::Basic(u.clone(), p.clone()),
-            None => RegistryAuth::Anonymous,
-        }
-    }
-
-    fn reference(&self, repo: &str, tag: &str) -> Reference {
-        Reference::with_tag(self.host.clone(), repo.to_owned(), tag.to_owned())
-    }
-
-    /// Pushes a one-layer image whose config says `user`, and returns its manifest digest.
-    async fn push_image(
-        &self,
-        client: &Client,
-        repo: &str,
-        tag: &str,
-        user: &str,
-        arch: &str,
-        salt: &str,
-    ) -> String {
-        let layer = ImageLayer::oci_v1(format!("layer of {repo}:{tag} {salt}").into_bytes(), None);
-        let config = json!({
-            "architecture": arch, "os": "linux",
-            "config": {"User": user, "Cmd": ["/app"]},
-            "rootfs": {"type": "layers", "diff_ids": [layer.sha256_digest()]}
-        });
-        let config = Config::oci_v1(serde_json::to_vec(&config).unwrap(), None);
-        let manifest = OciImageManifest::build(std::slice::from_ref(&layer), &config, None);
-        let reference = self.reference(repo, tag);
-        client
-            .push(&reference, &[layer], config, &self.auth(), Some(manifest))
-            .await
-            .expect("push");
-        let (_, digest) = client
-            .pull_image_manifest(&reference, &self.auth())
-            .await
-            .expect("pull back");
-        digest
-    }
-
-    /// Pushes a two-platform index (amd64 runs as root, arm64 does not) and returns (index, amd64) digests.
-    async fn push_index(&self, client: &Client, repo: &str, tag: &str) -> (String, String) {
-        let amd64 = self
-            .push_image(client, repo, "amd64", "root", "amd64", "a")
-            .await;
-        let arm64 = self
-            .push_image(client, repo, "arm64", "1000", "arm64", "b")
-            .await;
-        let size = |t: &str| {
-            let client = client.clone();
-            let reference = self.reference(repo, t);
-            let auth = self.auth();
-            async move {
-                client
-                    .pull_manifest_raw(&reference, &auth, &[OCI_IMAGE_MEDIA_TYPE])
-                    .await
-                    .unwrap()
-                    .0
-                    .len() as i64
-            }
-        };
-        let entry = |digest: &str, size: i64, arch: &str| ImageIndexEntry {
-            media_type: OCI_IMAGE_MEDIA_TYPE.to_owned(),
-            digest: digest.to_owned(),
-            size,
-            platform: Some(
-                serde_json::from_value(json!({"architecture": arch, "os": "linux"})).unwrap(),
-            ),
-            annotations: None,
-            artifact_type: None,
-        };
-        let index = OciImageIndex {
-            schema_version: 2,
-            media_type: Some(OCI_IMAGE_INDEX_MEDIA_TYPE.to_owned()),
-            manifests: vec![
-                entry(&amd64, size("amd64").await, "amd64"),
-                entry(&arm64, size("arm64").await, "arm64"),
-            ],
-            artifact_type: None,
-            annotations: None,
-        };
-        let reference = self.reference(repo, tag);
-        client
-            .push_manifest_list(&reference, &self.auth(), index)
-            .await
-            .expect("push index");
-        let (_, platform, _, index_digest) = client
-            .pull_manifest_and_config_and_list_digest(&reference, &self.auth())
-            .await
-            .expect("pull index");
-        assert_eq!(
-            platform, amd64,
-            "the index resolves to the amd64 image here"
-        );
-        (index_digest.expect("an index digest"), amd64)
-    }
-}
-
-impl Drop for Registry {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
 
 fn pod_review(uid: &str, containers: Value, pod_security: Value) -> String {
     json!({
@@ -745,4 +507,591 @@ fn check_resolve_makes_the_same_look_ups() {
         ["image-resolvable", "image-runs-as-root"],
         "{results}"
     );
+}
+
+// ------------------------------------------------------------------------------------------------
+// image-signature: images signed by the real cosign CLI, in both of its forms.
+// ------------------------------------------------------------------------------------------------
+
+/// A policy whose `image-signature` covers `{host}/signed/*` and trusts `keys` (name, PEM).
+fn signature_policy(host: &str, keys: &[(&str, &str)], extra: &str) -> String {
+    let mut policy = format!(
+        "{HEAD}  image-signature:\n    mode: enforce\n    images: [\"{host}/signed/*\"]\n    keys:\n"
+    );
+    for (name, pem) in keys {
+        policy.push_str(&format!("      - name: {name}\n        publicKey: |\n"));
+        for line in pem.lines() {
+            policy.push_str(&format!("          {line}\n"));
+        }
+    }
+    policy.push_str(extra);
+    policy
+}
+
+/// The `signatures` audit annotation: the images a trusted key verified.
+fn signed(response: &Value) -> Vec<Value> {
+    response["response"]["auditAnnotations"]["signatures"]
+        .as_str()
+        .map(|s| serde_json::from_str(s).unwrap())
+        .unwrap_or_default()
+}
+
+/// `sha256-<hex>`: the tag cosign derives from a digest (`.sig` appended for the legacy form).
+fn digest_tag(digest: &str) -> String {
+    digest.replace(':', "-")
+}
+
+/// Copies the signature of `from@from_digest` onto `to@to_digest`, as an attacker with push access to `to`
+/// would: the `.sig` manifest under the target's `.sig` tag, or the bundle referrer re-pointed at the target
+/// and listed in the target's referrers tag. What is signed is left as it was.
+async fn copy_signature(
+    registry: &Registry,
+    client: &Client,
+    form: Form,
+    (from, from_digest): (&str, &str),
+    (to, to_digest): (&str, &str),
+) {
+    match form {
+        Form::Tag => {
+            let sig = format!("{}.sig", digest_tag(from_digest));
+            let target = format!("{}.sig", digest_tag(to_digest));
+            registry
+                .copy_manifest(client, from, &sig, to, Some(&target))
+                .await;
+        }
+        Form::Bundle => {
+            let index = registry
+                .manifest(client, from, &digest_tag(from_digest))
+                .await;
+            let index: Value = serde_json::from_slice(&index).unwrap();
+            let referrer = index["manifests"][0]["digest"].as_str().unwrap();
+            let body = registry.manifest(client, from, referrer).await;
+            let mut manifest: Value = serde_json::from_slice(&body).unwrap();
+            for blob in [&manifest["config"], &manifest["layers"][0]] {
+                registry
+                    .copy_blob(client, from, to, blob["digest"].as_str().unwrap())
+                    .await;
+            }
+            let target = registry.manifest(client, to, to_digest).await;
+            manifest["subject"]["digest"] = json!(to_digest);
+            manifest["subject"]["size"] = json!(target.len());
+            let body = serde_json::to_vec(&manifest).unwrap();
+            let (digest, size) = (sha256_digest(&body), body.len());
+            registry
+                .put_manifest(client, to, &digest, OCI_IMAGE_MEDIA_TYPE, body)
+                .await;
+            let index = json!({"schemaVersion": 2, "mediaType": OCI_IMAGE_INDEX_MEDIA_TYPE,
+                "manifests": [{"mediaType": OCI_IMAGE_MEDIA_TYPE, "size": size, "digest": digest,
+                               "artifactType": "application/vnd.dev.sigstore.bundle.v0.3+json"}]});
+            registry
+                .put_manifest(
+                    client,
+                    to,
+                    &digest_tag(to_digest),
+                    OCI_IMAGE_INDEX_MEDIA_TYPE,
+                    serde_json::to_vec(&index).unwrap(),
+                )
+                .await;
+        }
+    }
+}
+
+/// Sends a pod with `image` and returns the response.
+async fn judge(c: &mut common::Client, uid: &str, image: &str) -> Value {
+    c.review("/validate", &pod_review(uid, one(image), json!({})))
+        .await
+        .json()
+}
+
+/// The one `image-signature` violation of a denial, as (mode, message).
+fn signature_denial(r: &Value, what: &str) -> String {
+    assert_eq!(r["response"]["allowed"], false, "{what}: {r}");
+    let v = violations(r);
+    assert_eq!(v.len(), 1, "{what}: {v:?}");
+    assert_eq!(
+        (v[0].0.as_str(), v[0].1.as_str()),
+        ("image-signature", "enforce"),
+        "{what}"
+    );
+    v[0].2.clone()
+}
+
+#[tokio::test]
+async fn cosign_signatures_in_both_forms() {
+    common::install_provider();
+    let registry = Registry::start(None, None);
+    let client = registry.pusher(None);
+    let cosign = Cosign::find();
+    let trusted = cosign.key_pair("trusted");
+    let other = cosign.key_pair("other");
+    let host = registry.host.clone();
+    let policy = signature_policy(
+        &host,
+        &[("corp-release", &trusted.public_pem)],
+        "registry:\n  cacheTTL: 0s\n  negativeCacheTTL: 0s\n",
+    );
+    let server = vigil_for(&registry, &policy, |_, _| {}).await;
+    let mut c = server.client().await;
+    let sign = |key: &Path, repo: &str, digest: &str, form: Form| {
+        cosign.sign(key, &format!("{host}/{repo}@{digest}"), form)
+    };
+
+    for form in Form::BOTH {
+        let repo = |name: &str| format!("signed/{}/{name}", form.as_alert());
+        let image = |name: &str, tag: &str| format!("{host}/{}:{tag}", repo(name));
+        let push = |name: &str, salt: &str| {
+            let (client, repo) = (client.clone(), repo(name));
+            let registry = &registry;
+            let salt = format!("{salt} {form:?}");
+            async move {
+                registry
+                    .push_image(&client, &repo, "v1", "1000", "amd64", &salt)
+                    .await
+            }
+        };
+
+        // Signed by a trusted key: admitted, and the key is named.
+        let app = push("app", "app").await;
+        sign(&trusted.key, &repo("app"), &app, form);
+        let r = judge(&mut c, "s1", &image("app", "v1")).await;
+        assert_eq!(r["response"]["allowed"], true, "{form:?}: {r}");
+        assert!(violations(&r).is_empty(), "{form:?}: {:?}", violations(&r));
+        assert_eq!(
+            signed(&r),
+            [
+                json!({"container": "app", "image": image("app", "v1"), "digest": app,
+                    "key": "corp-release", "form": form.as_alert()})
+            ],
+            "{form:?}"
+        );
+        // With another violation, the alert record names the key too.
+        let privileged = json!([{"name": "app", "image": image("app", "v1"), "securityContext": {"privileged": true}}]);
+        let r = c
+            .review("/validate", &pod_review("s2", privileged, json!({})))
+            .await
+            .json();
+        let record: Value =
+            serde_json::from_str(r["response"]["auditAnnotations"]["alert"].as_str().unwrap())
+                .unwrap();
+        assert_eq!(record["signatures"][0]["key"], "corp-release", "{record}");
+
+        // Unsigned.
+        push("plain", "plain").await;
+        let m = signature_denial(
+            &judge(&mut c, "s3", &image("plain", "v1")).await,
+            "unsigned",
+        );
+        assert!(
+            m.contains("is not signed: no cosign signature for sha256:"),
+            "{form:?}: {m}"
+        );
+
+        // Signed by a key the policy does not trust.
+        let stranger = push("stranger", "stranger").await;
+        sign(&other.key, &repo("stranger"), &stranger, form);
+        let m = signature_denial(
+            &judge(&mut c, "s4", &image("stranger", "v1")).await,
+            "other key",
+        );
+        assert!(
+            m.contains("has no signature by a trusted key"),
+            "{form:?}: {m}"
+        );
+        assert!(m.contains("signature by no trusted key"), "{form:?}: {m}");
+
+        // A tag re-pushed after signing: the new digest is unsigned; the old signature copied onto it names
+        // the old digest.
+        let first = push("moving", "first").await;
+        sign(&trusted.key, &repo("moving"), &first, form);
+        assert_eq!(
+            judge(&mut c, "s5", &image("moving", "v1")).await["response"]["allowed"],
+            true
+        );
+        let second = push("moving", "second").await;
+        assert_ne!(first, second);
+        let m = signature_denial(
+            &judge(&mut c, "s6", &image("moving", "v1")).await,
+            "re-pushed",
+        );
+        assert!(
+            m.contains("is not signed") && m.contains(&second),
+            "{form:?}: {m}"
+        );
+        copy_signature(
+            &registry,
+            &client,
+            form,
+            (&repo("moving"), &first),
+            (&repo("moving"), &second),
+        )
+        .await;
+        let m = signature_denial(
+            &judge(&mut c, "s7", &image("moving", "v1")).await,
+            "old signature on a re-pushed tag",
+        );
+        assert!(
+            m.contains("for another digest") && m.contains(&first) && m.contains(&second),
+            "{form:?}: {m}"
+        );
+
+        // A signature copied from another repository onto another image names that image's digest.
+        let forged = push("forged", "forged").await;
+        copy_signature(
+            &registry,
+            &client,
+            form,
+            (&repo("app"), &app),
+            (&repo("forged"), &forged),
+        )
+        .await;
+        let m = signature_denial(&judge(&mut c, "s8", &image("forged", "v1")).await, "copied");
+        assert!(
+            m.contains("for another digest") && m.contains(&app),
+            "{form:?}: {m}"
+        );
+
+        // The same signed content copied into another repository with its signature: the `.sig` payload
+        // names the repository it was signed in; cosign 3's bundle names only the digest.
+        registry
+            .copy_manifest(&client, &repo("app"), &app, &repo("mirror"), Some("v1"))
+            .await;
+        copy_signature(
+            &registry,
+            &client,
+            form,
+            (&repo("app"), &app),
+            (&repo("mirror"), &app),
+        )
+        .await;
+        let r = judge(&mut c, "s9", &image("mirror", "v1")).await;
+        match form {
+            Form::Tag => {
+                let m = signature_denial(&r, "same content, other repository");
+                assert!(
+                    m.contains("for another repository")
+                        && m.contains(&format!("{host}/{}", repo("app"))),
+                    "{m}"
+                );
+            }
+            Form::Bundle => {
+                assert_eq!(r["response"]["allowed"], true, "{r}");
+                eprintln!(
+                    "registry: a bundle copied with its content into another repository verifies: cosign 3's bundle names no repository"
+                );
+            }
+        }
+
+        // A multi-platform index, signed at the index digest as `cosign sign` does.
+        let (index, amd64) = registry.push_index(&client, &repo("multi"), "v1").await;
+        sign(&trusted.key, &repo("multi"), &index, form);
+        let r = judge(&mut c, "s10", &image("multi", "v1")).await;
+        assert_eq!(r["response"]["allowed"], true, "{form:?}: {r}");
+        assert_eq!(signed(&r)[0]["digest"], json!(index));
+        let by_platform = format!("{host}/{}@{amd64}", repo("multi"));
+        let m = signature_denial(&judge(&mut c, "s11", &by_platform).await, "platform digest");
+        assert!(
+            m.contains("is not signed"),
+            "the platform manifest itself is not signed: {m}"
+        );
+        eprintln!(
+            "registry: cosign {form:?}: signed, unsigned, other key, re-pushed tag, copied signatures and a signed index judged"
+        );
+    }
+
+    // Images the rule does not cover are not looked up for signatures.
+    let outside = "elsewhere/app";
+    registry
+        .push_image(&client, outside, "v1", "1000", "amd64", "outside")
+        .await;
+    let before = registry.gets(&format!("/v2/{outside}/"));
+    let r = judge(&mut c, "s12", &format!("{host}/{outside}:v1")).await;
+    assert_eq!(r["response"]["allowed"], true, "{r}");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let after = registry.gets(&format!("/v2/{outside}/"));
+    assert_eq!(after, before, "no look-up at all");
+
+    let metrics = server.metrics().await;
+    for result in [
+        "verified",
+        "unsigned",
+        "untrusted",
+        "other-digest",
+        "other-repository",
+    ] {
+        assert!(
+            common::sample(
+                &metrics,
+                &format!("vigil_signature_verifications_total{{result=\"{result}\"}}")
+            ) >= 1.0,
+            "{result}:\n{metrics}"
+        );
+    }
+}
+
+/// A proxy in front of `upstream` that passes each request on, except those whose path contains `hang`:
+/// those it holds, unanswered.
+async fn hanging_proxy(upstream: String, hang: &'static str) -> String {
+    use hyper_util::client::legacy;
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let client: legacy::Client<_, hyper::body::Incoming> =
+        legacy::Client::builder(TokioExecutor::new()).build_http();
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
+            let (client, upstream) = (client.clone(), upstream.clone());
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(
+                    move |mut req: hyper::Request<hyper::body::Incoming>| {
+                        let (client, upstream) = (client.clone(), upstream.clone());
+                        async move {
+                            if req.uri().path().contains(hang) {
+                                std::future::pending::<()>().await;
+                            }
+                            let path = req.uri().path_and_query().map_or("/", |p| p.as_str());
+                            *req.uri_mut() = format!("http://{upstream}{path}").parse().unwrap();
+                            req.headers_mut().remove(hyper::header::HOST);
+                            client.request(req).await
+                        }
+                    },
+                );
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test]
+async fn a_registry_that_hangs_on_signatures_leaves_it_to_on_error_within_the_review_timeout() {
+    common::install_provider();
+    let registry = Registry::start(None, None);
+    let client = registry.pusher(None);
+    registry
+        .push_image(&client, "signed/app", "v1", "1000", "amd64", "hang")
+        .await;
+    // Manifests pass; the signature look-ups (the `.sig` tag, the referrers) never get an answer.
+    let proxy = hanging_proxy(registry.host.clone(), "sha256-").await;
+    let image = format!("{proxy}/signed/app:v1");
+    let pem = std::fs::read_to_string(common::data("cosign/cosign.pub")).unwrap();
+    // onError allow with a look-up timeout shorter than the review's; onError deny with a longer one,
+    // which the review's own timeout cuts short.
+    for (on_error, timeout, allowed) in [("allow", "1s", true), ("deny", "30s", false)] {
+        let policy = signature_policy(
+            &proxy,
+            &[("corp-release", &pem)],
+            &format!("    onError: {on_error}\nregistry:\n  timeout: {timeout}\n"),
+        );
+        let proxy = proxy.clone();
+        let server = Server::start(move |args, dir| {
+            args.policy = Some(write(dir, "policy.yaml", &policy));
+            args.registry.registry_plain_http = vec![proxy];
+        })
+        .await;
+        let mut c = server.client().await;
+        let started = Instant::now();
+        let body = pod_review("h1", one(&image), json!({}));
+        let reply = c
+            .send(
+                "POST",
+                "/validate?timeout=2s",
+                Some("application/json"),
+                body.as_bytes(),
+            )
+            .await
+            .unwrap();
+        let took = started.elapsed();
+        assert!(
+            took < Duration::from_secs(2),
+            "answered inside the review's timeout: {took:?}"
+        );
+        let r = reply.json();
+        assert_eq!(r["response"]["allowed"], allowed, "onError {on_error}: {r}");
+        let v = violations(&r);
+        assert_eq!(v.len(), 1, "{v:?}");
+        assert_eq!(v[0].0, "image-signature");
+        assert_eq!(v[0].1, if allowed { "audit" } else { "enforce" });
+        assert!(
+            v[0].2.contains("not verified: the registry did not answer"),
+            "{v:?}"
+        );
+        eprintln!(
+            "registry: signature look-up hanging, answered in {took:?} (onError {on_error}, timeout {timeout}): {}",
+            v[0].2
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_reviews_of_one_new_signed_image_make_one_signature_look_up() {
+    common::install_provider();
+    let registry = Registry::start(None, None);
+    let client = registry.pusher(None);
+    let digest = registry
+        .push_image(&client, "signed/popular", "v1", "1000", "amd64", "popular")
+        .await;
+    let cosign = Cosign::find();
+    let key = cosign.key_pair("trusted");
+    cosign.sign(
+        &key.key,
+        &format!("{}/signed/popular@{digest}", registry.host),
+        Form::Bundle,
+    );
+    let policy = signature_policy(&registry.host, &[("corp-release", &key.public_pem)], "");
+    let server = vigil_for(&registry, &policy, |_, _| {}).await;
+    let tag = digest_tag(&digest);
+    // distribution has no referrers API, and does not log the 404 of that route: the referrers tag is
+    // what counts here.
+    let counts = || {
+        (
+            registry.gets(&format!("/manifests/{tag}.sig")),
+            registry.gets(&format!("/manifests/{tag} ")),
+        )
+    };
+    let before = counts();
+
+    let mut clients = Vec::new();
+    for _ in 0..50 {
+        clients.push(server.client().await);
+    }
+    let body = Arc::new(pod_review(
+        "c",
+        one(&format!("{}/signed/popular:v1", registry.host)),
+        json!({}),
+    ));
+    let started = Instant::now();
+    let tasks: Vec<_> = clients
+        .into_iter()
+        .map(|mut c| {
+            let body = body.clone();
+            tokio::spawn(async move { c.review("/validate", &body).await.json() })
+        })
+        .collect();
+    for t in tasks {
+        let r = t.await.unwrap();
+        assert_eq!(r["response"]["allowed"], true, "{r}");
+    }
+    let took = started.elapsed();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let after = counts();
+    assert_eq!(
+        (after.0 - before.0, after.1 - before.1),
+        (1, 1),
+        "one .sig look-up and one referrers look-up:\n{}",
+        registry.log_text()
+    );
+    let metrics = server.metrics().await;
+    assert_eq!(
+        common::sample(
+            &metrics,
+            "vigil_signature_cache_requests_total{result=\"miss\"}"
+        ),
+        50.0,
+        "all 50 missed the cache, and waited on one look-up"
+    );
+    assert_eq!(
+        common::sample(
+            &metrics,
+            "vigil_signature_verifications_total{result=\"verified\"}"
+        ),
+        1.0
+    );
+    let _ = std::io::stderr().write_all(
+        format!("registry: 50 concurrent reviews of one new signed image in {took:?}, 1 signature look-up\n").as_bytes(),
+    );
+}
+
+#[test]
+fn check_resolve_and_review_verify_signatures() {
+    common::install_provider();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let registry = Registry::start(None, None);
+    let client = registry.pusher(None);
+    let app_digest =
+        runtime.block_on(registry.push_image(&client, "signed/app", "v1", "1000", "amd64", "c"));
+    runtime.block_on(registry.push_image(&client, "signed/other", "v1", "1000", "amd64", "d"));
+    let cosign = Cosign::find();
+    let key = cosign.key_pair("trusted");
+    cosign.sign(
+        &key.key,
+        &format!("{}/signed/app@{app_digest}", registry.host),
+        Form::Tag,
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let policy = write(
+        dir.path(),
+        "policy.yaml",
+        &signature_policy(&registry.host, &[("corp-release", &key.public_pem)], ""),
+    );
+    let manifest = write(
+        dir.path(),
+        "pod.yaml",
+        &format!(
+            "apiVersion: v1\nkind: Pod\nmetadata: {{name: p}}\nspec:\n  containers:\n  - {{name: a, image: '{0}/signed/app:v1'}}\n  - {{name: b, image: '{0}/signed/other:v1'}}\n",
+            registry.host
+        ),
+    );
+    let vigil = |args: &[&str], stdin: Option<&Path>| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_vigil"));
+        c.args(args)
+            .args(["--registry-plain-http", &registry.host])
+            .arg("--policy")
+            .arg(&policy);
+        if let Some(file) = stdin {
+            c.arg(file);
+        }
+        c.output().unwrap()
+    };
+    let out = vigil(
+        &[
+            "check",
+            "--resolve",
+            "--output",
+            "json",
+            manifest.to_str().unwrap(),
+        ],
+        None,
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let results: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let v = &results[0]["violations"];
+    assert_eq!(v.as_array().unwrap().len(), 1, "{results}");
+    assert_eq!(v[0]["rule"], "image-signature");
+    assert_eq!(v[0]["container"], "b");
+    assert_eq!(
+        results[0]["signatures"][0]["key"], "corp-release",
+        "{results}"
+    );
+    assert_eq!(results[0]["signatures"][0]["container"], "a");
+
+    let review = write(
+        dir.path(),
+        "review.json",
+        &pod_review(
+            "r1",
+            one(&format!("{}/signed/app:v1", registry.host)),
+            json!({}),
+        ),
+    );
+    let out = vigil(&["review"], Some(&review));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(r["response"]["allowed"], true, "{r}");
+    assert_eq!(signed(&r)[0]["key"], "corp-release", "{r}");
+    assert_eq!(signed(&r)[0]["form"], "sig-tag", "{r}");
 }

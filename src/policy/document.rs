@@ -54,6 +54,18 @@ pub struct RuleConfig {
     pub digests: Option<Vec<String>>,
     /// For `image-tag-moved`: how long the first digest seen for a tag is remembered.
     pub window: Option<String>,
+    /// For `image-signature`: which images must be signed (registry patterns).
+    pub images: Option<Vec<String>>,
+    /// For `image-signature`: the cosign public keys trusted.
+    pub keys: Option<Vec<KeyDoc>>,
+}
+
+/// One trusted key of `image-signature`.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct KeyDoc {
+    pub name: String,
+    pub public_key: String,
 }
 
 /// Which options a rule accepts in its map form.
@@ -68,6 +80,8 @@ pub enum OptionShape {
     DigestDeny,
     /// `image-tag-moved`: `mode`, `window` and `onError`.
     TagMoved,
+    /// `image-signature`: `mode`, `images`, `keys` and `onError`.
+    Signature,
     /// Not configurable at all.
     Fixed,
 }
@@ -115,6 +129,19 @@ struct TagMovedDoc {
     mode: Option<Mode>,
     #[serde(default)]
     window: Option<String>,
+    #[serde(default)]
+    on_error: Option<OnError>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct SignatureDoc {
+    #[serde(default)]
+    mode: Option<Mode>,
+    #[serde(default)]
+    images: Option<Vec<String>>,
+    #[serde(default)]
+    keys: Option<Vec<KeyDoc>>,
     #[serde(default)]
     on_error: Option<OnError>,
 }
@@ -365,6 +392,15 @@ fn parse_rules(
                         ..RuleConfig::default()
                     })
                 }
+                OptionShape::Signature => {
+                    decode::<SignatureDoc>(value, &path, errors).map(|d| RuleConfig {
+                        mode: d.mode,
+                        images: d.images,
+                        keys: d.keys,
+                        on_error: d.on_error,
+                        ..RuleConfig::default()
+                    })
+                }
             },
             _ => {
                 let options = match shape {
@@ -374,6 +410,7 @@ fn parse_rules(
                     OptionShape::Lookup => " and `onError`",
                     OptionShape::DigestDeny => ", `digests` and `onError`",
                     OptionShape::TagMoved => ", `window` and `onError`",
+                    OptionShape::Signature => ", `images`, `keys` and `onError`",
                 };
                 errors.push(FieldError::new(
                     path,

@@ -7,13 +7,15 @@ mod glob;
 
 use std::collections::BTreeSet;
 use std::fmt;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 
-use crate::image::RegistryPattern;
+use crate::image::{ImageRef, RegistryPattern};
 use crate::rules::{DefaultMode, RuleId, RuleProfile};
+use crate::signature::TrustedKey;
 
 pub use document::{API_VERSION, KIND};
 use document::{Document, OptionShape, RuleConfig};
@@ -214,6 +216,8 @@ pub struct RuleOptions {
     pub lookup_on_error: Vec<(RuleId, OnError)>,
     /// Bounds of the registry look-ups.
     pub registry: RegistryOptions,
+    /// `image-signature`: the images to check and the keys to trust, when configured.
+    pub signature: Option<Arc<SignaturePolicy>>,
 }
 
 impl Default for RuleOptions {
@@ -228,6 +232,7 @@ impl Default for RuleOptions {
             tag_moved_window: std::time::Duration::from_secs(24 * 3600),
             lookup_on_error: Vec::new(),
             registry: RegistryOptions::default(),
+            signature: None,
         }
     }
 }
@@ -243,12 +248,33 @@ impl RuleOptions {
 }
 
 /// The rules that need registry look-ups.
-pub const LOOKUP_RULES: [RuleId; 4] = [
+pub const LOOKUP_RULES: [RuleId; 5] = [
     RuleId::ImageResolvable,
     RuleId::ImageDigestDeny,
     RuleId::ImageTagMoved,
     RuleId::ImageRunsAsRoot,
+    RuleId::ImageSignature,
 ];
+
+/// `image-signature`: which images must be signed, and by which keys.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SignaturePolicy {
+    /// Which images must be signed; `None` means every image.
+    pub images: Option<Vec<RegistryPattern>>,
+    /// The trusted keys; a signature by any one of them suffices.
+    pub keys: Vec<TrustedKey>,
+    /// Identifies the set of keys, so that a cached verdict is never read under other keys.
+    pub keyset: String,
+}
+
+impl SignaturePolicy {
+    /// Whether `image` must be signed.
+    pub fn covers(&self, image: &ImageRef) -> bool {
+        self.images
+            .as_ref()
+            .is_none_or(|patterns| patterns.iter().any(|p| p.matches(image)))
+    }
+}
 
 /// A namespace override: every rule takes `mode` in the matching namespaces.
 #[derive(Debug, Clone)]
@@ -303,6 +329,7 @@ fn option_shape(id: &str) -> Option<OptionShape> {
         RuleId::ImageResolvable | RuleId::ImageRunsAsRoot => OptionShape::Lookup,
         RuleId::ImageDigestDeny => OptionShape::DigestDeny,
         RuleId::ImageTagMoved => OptionShape::TagMoved,
+        RuleId::ImageSignature => OptionShape::Signature,
         RuleId::PolicyChange => OptionShape::Fixed,
         _ => OptionShape::ModeOnly,
     })
@@ -364,6 +391,24 @@ impl Policy {
     /// Whether any active rule needs registry look-ups.
     pub fn needs_registry(&self) -> bool {
         LOOKUP_RULES.iter().any(|r| self.setting(*r).active)
+    }
+
+    /// Whether the active registry rules need `image` looked up: every image for the rules about every
+    /// image, and for `image-signature` alone only the images it covers.
+    pub fn needs_lookup(&self, image: &ImageRef) -> bool {
+        LOOKUP_RULES.iter().any(|&r| {
+            self.setting(r).active
+                && (r != RuleId::ImageSignature
+                    || self.signature_policy().is_some_and(|s| s.covers(image)))
+        })
+    }
+
+    /// The `image-signature` settings, when that rule is active.
+    pub fn signature_policy(&self) -> Option<&Arc<SignaturePolicy>> {
+        if !self.setting(RuleId::ImageSignature).active {
+            return None;
+        }
+        self.options.signature.as_ref()
     }
 
     /// The rules this policy evaluates, in catalogue order.
@@ -585,6 +630,53 @@ fn valid_digest(digest: &str) -> bool {
     hex.len() == want && hex.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
+/// Reads the options of `image-signature`, recording an error at its path for each one that is wrong.
+fn signature_policy(
+    config: &RuleConfig,
+    path: &str,
+    errors: &mut Vec<FieldError>,
+) -> SignaturePolicy {
+    let images = config
+        .images
+        .as_ref()
+        .map(|images| parse_patterns(images, &format!("{path}.images"), errors));
+    let mut keys: Vec<TrustedKey> = Vec::new();
+    for (i, key) in config.keys.iter().flatten().enumerate() {
+        let at = format!("{path}.keys[{i}]");
+        if key.name.trim().is_empty() {
+            errors.push(FieldError::new(
+                format!("{at}.name"),
+                "a key needs a name; alerts name the key that verified an image",
+            ));
+            continue;
+        }
+        if keys.iter().any(|k| k.name == key.name) {
+            errors.push(FieldError::new(
+                format!("{at}.name"),
+                format!("{:?} names two keys", key.name),
+            ));
+            continue;
+        }
+        match TrustedKey::from_pem(&key.name, &key.public_key) {
+            Ok(k) => keys.push(k),
+            Err(e) => errors.push(FieldError::new(format!("{at}.publicKey"), e)),
+        }
+    }
+    if config.keys.as_ref().is_none_or(Vec::is_empty) && config.mode.is_none_or(|m| m != Mode::Off)
+    {
+        errors.push(FieldError::new(
+            path,
+            "list the cosign public keys to trust under `keys` (name and publicKey, as in cosign.pub)",
+        ));
+    }
+    let keyset = crate::signature::keyset_id(&keys);
+    SignaturePolicy {
+        images,
+        keys,
+        keyset,
+    }
+}
+
 fn compile(doc: Document, text: &str, errors: &mut Vec<FieldError>) -> Policy {
     let profile = doc.profile.unwrap_or(Profile::Baseline);
     let mut options = RuleOptions::default();
@@ -689,6 +781,9 @@ fn compile(doc: Document, text: &str, errors: &mut Vec<FieldError>) -> Policy {
                         "list the known-bad digests under `digests`",
                     ));
                 }
+            }
+            RuleId::ImageSignature => {
+                options.signature = Some(Arc::new(signature_policy(config, &path, errors)));
             }
             RuleId::ImageTagMoved => {
                 if let Some(window) = &config.window {
@@ -991,6 +1086,59 @@ exemptions:
             errors("kind: Policy\n"),
             ["policy.yaml: apiVersion: missing; use vigil.dev/v1alpha1"]
         );
+    }
+
+    #[test]
+    fn image_signature_options_validate() {
+        let pem = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/data/cosign/cosign.pub"
+        ))
+        .unwrap();
+        let indented: String = pem.lines().map(|l| format!("\n          {l}")).collect();
+        let good = format!(
+            "{HEAD}rules:\n  image-signature:\n    mode: enforce\n    images: [\"registry.corp.example/*\"]\n    onError: deny\n    keys:\n      - name: corp-release\n        publicKey: |{indented}\n"
+        );
+        let p = Policy::parse(&good, "p").unwrap_or_else(|e| panic!("{e}\n{good}"));
+        assert!(p.needs_registry());
+        let sig = p.signature_policy().expect("active");
+        assert_eq!(sig.keys[0].name, "corp-release");
+        assert_eq!(p.options.on_error(RuleId::ImageSignature), OnError::Deny);
+        assert!(p.needs_lookup(&ImageRef::parse("registry.corp.example/app:1").unwrap()));
+        assert!(
+            !p.needs_lookup(&ImageRef::parse("docker.io/library/nginx:1").unwrap()),
+            "an image the rule does not cover is not looked up"
+        );
+
+        let mut errs = errors(&format!(
+            "{HEAD}rules:\n  image-signature:\n    images: [\"ghcr.io/corp/**\"]\n    keys:\n      - {{ name: a, publicKey: nonsense }}\n      - {{ name: '', publicKey: x }}\n      - name: b\n        publicKey: |{indented}\n      - {{ name: b, publicKey: x }}\n"
+        ));
+        errs.extend(errors(&format!(
+            "{HEAD}rules:\n  image-signature:\n    keys:\n      - {{ name: c, key: x }}\n  image-resolvable: {{ keys: [] }}\n"
+        )));
+        let expect = [
+            "policy.yaml: rules.image-signature.images[0]: \"ghcr.io/corp/**\": '**' is not a pattern",
+            "policy.yaml: rules.image-signature.keys[0].publicKey: expected a PEM public key",
+            "policy.yaml: rules.image-signature.keys[1].name: a key needs a name",
+            "policy.yaml: rules.image-signature.keys[3].name: \"b\" names two keys",
+            "policy.yaml: rules.image-signature.keys[0].key: unknown field `key`",
+            "policy.yaml: rules.image-resolvable.keys: unknown field `keys`",
+        ];
+        for want in expect {
+            assert!(
+                errs.iter().any(|e| e.starts_with(want)),
+                "missing {want:?} in:\n{}",
+                errs.join("\n")
+            );
+        }
+        let errs = errors(&format!("{HEAD}rules:\n  image-signature: enforce\n"));
+        assert!(
+            errs.iter()
+                .any(|e| e.contains("list the cosign public keys")),
+            "{errs:?}"
+        );
+        let off = Policy::parse(&format!("{HEAD}rules:\n  image-signature: off\n"), "p").unwrap();
+        assert!(off.signature_policy().is_none() && !off.needs_registry());
     }
 
     #[test]

@@ -13,9 +13,20 @@ use std::sync::Arc;
 use clap::Args;
 
 use crate::image::ImageRef;
+use crate::signature::SignatureCheck;
 use crate::workload::Workload;
 
 pub use resolver::{LookupMetrics, Resolver, ResolverConfig};
+
+/// The images of `workloads` that `policy`'s registry rules need looked up.
+pub fn images_for<'a>(
+    policy: &crate::policy::Policy,
+    workloads: impl IntoIterator<Item = &'a Workload>,
+) -> Vec<(String, ImageRef)> {
+    let mut images = images_to_look_up(workloads);
+    images.retain(|(_, image)| policy.needs_lookup(image));
+    images
+}
 
 /// What a registry said about one image.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -45,6 +56,8 @@ pub enum Lookup {
 #[derive(Debug, Clone, Default)]
 pub struct RegistryFacts {
     by_image: HashMap<String, Lookup>,
+    /// What the signatures said, for the images `image-signature` covers.
+    signatures: HashMap<String, SignatureCheck>,
 }
 
 impl RegistryFacts {
@@ -56,6 +69,16 @@ impl RegistryFacts {
     /// The outcome for `image`, if it was looked up.
     pub fn get(&self, image: &str) -> Option<&Lookup> {
         self.by_image.get(image)
+    }
+
+    /// Records what the signatures of `image` said.
+    pub fn insert_signature(&mut self, image: impl Into<String>, check: SignatureCheck) {
+        self.signatures.insert(image.into(), check);
+    }
+
+    /// What the signatures of `image` said, if they were looked up.
+    pub fn signature(&self, image: &str) -> Option<&SignatureCheck> {
+        self.signatures.get(image)
     }
 }
 

@@ -13,6 +13,7 @@ use crate::connect::Connect;
 use crate::image::{ImageRef, ImageRefError};
 use crate::policy::{Mode, Profile, RuleOptions};
 use crate::registry::{Lookup, RegistryFacts};
+use crate::signature::SignatureCheck;
 use crate::workload::{Container, ContainerList, Workload};
 
 mod apparmor;
@@ -27,6 +28,7 @@ mod image_digest_deny;
 mod image_registry;
 mod image_resolvable;
 mod image_runs_as_root;
+pub mod image_signature;
 mod image_tag;
 mod image_tag_moved;
 mod pod_exec;
@@ -146,6 +148,7 @@ rule_ids! {
     ImageDigestDeny => "image-digest-deny",
     ImageTagMoved => "image-tag-moved",
     ImageRunsAsRoot => "image-runs-as-root",
+    ImageSignature => "image-signature",
     PolicyChange => "policy-change",
     SecretInArgs => "secret-in-args",
     PodExec => "pod-exec",
@@ -196,7 +199,7 @@ pub enum Check {
 }
 
 /// Every rule, indexed by `RuleId as usize`.
-pub static CATALOGUE: [Rule; 28] = [
+pub static CATALOGUE: [Rule; 29] = [
     privileged::RULE,
     host_namespaces::RULE,
     host_ports::RULE,
@@ -221,6 +224,7 @@ pub static CATALOGUE: [Rule; 28] = [
     image_digest_deny::RULE,
     image_tag_moved::RULE,
     image_runs_as_root::RULE,
+    image_signature::RULE,
     policy_change::RULE,
     secret_in_args::RULE,
     pod_exec::RULE,
@@ -417,6 +421,19 @@ impl<'a> CheckContext<'a> {
                 .get(image)
                 .cloned()
                 .unwrap_or_else(|| Lookup::Unverified("the image was not looked up".to_owned())),
+        }
+    }
+
+    /// What the signature look-up said about a container's image, for `image-signature`.
+    pub fn signature(&self, container: &ContainerView<'_>) -> SignatureCheck {
+        let image = container.container.image.as_deref().unwrap_or_default();
+        match self.registry {
+            None => SignatureCheck::Unverified(
+                "registry look-ups are not enabled here (vigil check needs --resolve)".to_owned(),
+            ),
+            Some(facts) => facts.signature(image).cloned().unwrap_or_else(|| {
+                SignatureCheck::Unverified("the image's signatures were not looked up".to_owned())
+            }),
         }
     }
 

@@ -236,8 +236,8 @@ async fn review_handler(app: Arc<App>, request: Request, endpoint: Endpoint) -> 
                     .resolver
                     .resolve_all(
                         images,
-                        &options.registry,
-                        options.tag_moved_window,
+                        options,
+                        pending.policy().signature_policy(),
                         Instant::now() + wait,
                     )
                     .await;

@@ -2,6 +2,9 @@
 //! HTTPS client (rustls + hyper) that keeps its connection alive.
 #![allow(dead_code)]
 
+pub mod cosign;
+pub mod registry;
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

@@ -288,7 +288,7 @@ egress.
 {{- define "vigil.registryLookups" -}}
 {{- $policy := include "vigil.policyInForce" . | fromJson -}}
 {{- $on := false -}}
-{{- range $id := list "image-resolvable" "image-digest-deny" "image-tag-moved" "image-runs-as-root" -}}
+{{- range $id := list "image-resolvable" "image-digest-deny" "image-tag-moved" "image-runs-as-root" "image-signature" -}}
 {{- if hasKey ($policy.rules | default dict) $id -}}
 {{- $rule := index $policy.rules $id -}}
 {{- $mode := $policy.mode | default "audit" -}}
