@@ -11,7 +11,7 @@ use time::OffsetDateTime;
 
 use crate::admission::{self, Endpoint};
 use crate::alert::ObjectRef;
-use crate::engine::{self, Decision, Operation, Violation};
+use crate::engine::{self, Decision, Violation};
 use crate::image::ImageRef;
 use crate::manifest::{self, Object, Origin};
 use crate::policy::{self, DEFAULT_POLICY, Mode, Policy};
@@ -301,15 +301,12 @@ pub fn check_objects(
                 .unwrap_or_else(|| "default".to_owned());
             let decision: Decision = engine::evaluate(
                 policy,
-                &engine::Request {
-                    operation: Operation::Create,
-                    namespace: &namespace,
+                workload,
+                &engine::Context {
                     username: user,
                     groups,
-                    time: now,
-                    object: workload,
-                    old_object: None,
                     registry,
+                    ..engine::Context::create(&namespace, now)
                 },
             );
             Some(CheckResult {
