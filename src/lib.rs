@@ -10,6 +10,7 @@ pub mod manifest;
 pub mod policy;
 pub mod registry;
 pub mod reload;
+pub mod report;
 pub mod rules;
 pub mod server;
 pub mod workload;
