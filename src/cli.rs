@@ -1,4 +1,5 @@
-//! The command line: clap definitions and the offline subcommands (check, review, policy, rules).
+//! The command line: clap definitions and the offline subcommands (check, review, policy, rules); `audit`
+//! has its own module.
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -48,6 +49,8 @@ pub enum Command {
     Policy(PolicyCommand),
     /// List the rule catalogue.
     Rules(RulesArgs),
+    /// Judge what already runs in a cluster, and keep policy reports of it.
+    Audit(crate::audit::AuditArgs),
 }
 
 /// `vigil check`.
@@ -57,7 +60,7 @@ pub struct CheckArgs {
     #[arg(long, env = "VIGIL_POLICY")]
     pub policy: Option<PathBuf>,
     /// Replace every active rule's mode, e.g. `enforce` to see what enforcing would block.
-    #[arg(long, value_parser = parse_mode)]
+    #[arg(long, value_parser = Mode::parse_flag)]
     pub mode: Option<Mode>,
     /// The requesting user, for exemptions.
     #[arg(long, default_value = "")]
@@ -135,10 +138,6 @@ pub enum RulesOutput {
     Markdown,
 }
 
-fn parse_mode(s: &str) -> Result<Mode, String> {
-    Mode::parse(s).ok_or_else(|| format!("{s:?} is not a mode; use off, audit, warn or enforce"))
-}
-
 /// Loads the policy named on the command line, or the default one.
 pub fn load_policy(path: Option<&PathBuf>) -> Result<Policy, String> {
     match path {
@@ -166,6 +165,7 @@ pub fn run(command: Command) -> ExitCode {
             print!("{}", rules_listing(args.output));
             EXIT_OK
         }
+        Command::Audit(args) => crate::audit::run(&args),
     };
     ExitCode::from(code)
 }

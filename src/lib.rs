@@ -3,6 +3,7 @@
 
 pub mod admission;
 pub mod alert;
+pub mod audit;
 pub mod cli;
 pub mod engine;
 pub mod image;
