@@ -46,17 +46,17 @@ fn benches(c: &mut Criterion) {
 
     c.bench_function("evaluate parsed deployment", |b| {
         b.iter(|| {
-            let request = engine::Request {
+            let context = engine::Context {
                 operation: Operation::Create,
                 namespace: "default",
                 username: "minikube-user",
                 groups: &groups,
                 time: now,
-                object: black_box(&workload),
                 old_object: None,
+                owner: None,
                 registry: None,
             };
-            black_box(engine::evaluate(&policy, &request))
+            black_box(engine::evaluate(&policy, black_box(&workload), &context))
         })
     });
     c.bench_function("decode deployment object", |b| {

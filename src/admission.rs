@@ -774,14 +774,15 @@ impl Pending<'_> {
         let user = request.user();
         let decision = engine::evaluate(
             policy,
-            &engine::Request {
+            &object,
+            &engine::Context {
                 operation,
                 namespace: &namespace,
                 username: &user.username,
                 groups: &user.groups,
                 time: now,
-                object: &object,
                 old_object: old_object.as_ref(),
+                owner: None,
                 registry,
             },
         );

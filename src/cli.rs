@@ -1,4 +1,5 @@
-//! The command line: clap definitions and the offline subcommands (check, review, policy, rules).
+//! The command line: clap definitions and the offline subcommands (check, review, policy, rules); `audit`
+//! has its own module.
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -11,11 +12,12 @@ use time::OffsetDateTime;
 
 use crate::admission::{self, Endpoint};
 use crate::alert::ObjectRef;
-use crate::engine::{self, Decision, Operation, Violation};
+use crate::engine::{self, Decision, Violation};
 use crate::image::ImageRef;
 use crate::manifest::{self, Object, Origin};
 use crate::policy::{self, DEFAULT_POLICY, Mode, Policy};
 use crate::registry::{LookupMetrics, RegistryArgs, RegistryFacts};
+use crate::report::{self, ReportApi, ReportBuilder};
 use crate::rules::CATALOGUE;
 
 /// Exit code: nothing would be denied.
@@ -47,6 +49,8 @@ pub enum Command {
     Policy(PolicyCommand),
     /// List the rule catalogue.
     Rules(RulesArgs),
+    /// Judge what already runs in a cluster, and keep policy reports of it.
+    Audit(crate::audit::AuditArgs),
 }
 
 /// `vigil check`.
@@ -56,7 +60,7 @@ pub struct CheckArgs {
     #[arg(long, env = "VIGIL_POLICY")]
     pub policy: Option<PathBuf>,
     /// Replace every active rule's mode, e.g. `enforce` to see what enforcing would block.
-    #[arg(long, value_parser = parse_mode)]
+    #[arg(long, value_parser = Mode::parse_flag)]
     pub mode: Option<Mode>,
     /// The requesting user, for exemptions.
     #[arg(long, default_value = "")]
@@ -134,10 +138,6 @@ pub enum RulesOutput {
     Markdown,
 }
 
-fn parse_mode(s: &str) -> Result<Mode, String> {
-    Mode::parse(s).ok_or_else(|| format!("{s:?} is not a mode; use off, audit, warn or enforce"))
-}
-
 /// Loads the policy named on the command line, or the default one.
 pub fn load_policy(path: Option<&PathBuf>) -> Result<Policy, String> {
     match path {
@@ -165,6 +165,7 @@ pub fn run(command: Command) -> ExitCode {
             print!("{}", rules_listing(args.output));
             EXIT_OK
         }
+        Command::Audit(args) => crate::audit::run(&args),
     };
     ExitCode::from(code)
 }
@@ -300,15 +301,12 @@ pub fn check_objects(
                 .unwrap_or_else(|| "default".to_owned());
             let decision: Decision = engine::evaluate(
                 policy,
-                &engine::Request {
-                    operation: Operation::Create,
-                    namespace: &namespace,
+                workload,
+                &engine::Context {
                     username: user,
                     groups,
-                    time: now,
-                    object: workload,
-                    old_object: None,
                     registry,
+                    ..engine::Context::create(&namespace, now)
                 },
             );
             Some(CheckResult {
@@ -408,7 +406,13 @@ fn check(args: &CheckArgs) -> u8 {
         CheckOutput::Json => {
             serde_json::to_string_pretty(&results).expect("results serialize") + "\n"
         }
-        CheckOutput::Policyreport => policy_reports(&results, OffsetDateTime::now_utc()),
+        CheckOutput::Policyreport => {
+            let name = args
+                .policy
+                .as_ref()
+                .map_or_else(|| "default".to_owned(), |p| p.display().to_string());
+            policy_reports(&results, &name, OffsetDateTime::now_utc())
+        }
     };
     print!("{out}");
     for e in &errors {
@@ -436,26 +440,11 @@ fn text_report(results: &[CheckResult], objects: usize, skipped: usize) -> Strin
         if r.decision == "denied" {
             denied += 1;
         }
-        out.push_str(&format!(
-            "{}: {}: {}\n",
-            r.origin,
-            r.object.describe(),
-            r.decision
+        out.push_str(&report::text_lines(
+            &format!("{}: {}", r.origin, r.object.describe()),
+            r.decision,
+            &r.violations,
         ));
-        for v in &r.violations {
-            let mut notes = String::new();
-            if let Some(e) = &v.exemption {
-                notes.push_str(&format!(" (exempted by {e})"));
-            }
-            out.push_str(&format!(
-                "  {} {} {}: {} [{}]{notes}\n",
-                v.mode,
-                v.severity.as_str(),
-                v.rule,
-                v.message,
-                v.field
-            ));
-        }
         for signed in &r.signatures {
             out.push_str(&format!(
                 "  signed: container {:?} image {} ({}) by key {:?}, in {}\n",
@@ -483,153 +472,26 @@ fn text_report(results: &[CheckResult], objects: usize, skipped: usize) -> Strin
     out
 }
 
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct PolicyReport {
-    api_version: &'static str,
-    kind: &'static str,
-    metadata: ReportMetadata,
-    summary: ReportSummary,
-    results: Vec<ReportResult>,
-}
-
-#[derive(Serialize)]
-struct ReportMetadata {
-    name: String,
-    namespace: String,
-    labels: BTreeMap<&'static str, &'static str>,
-}
-
-#[derive(Serialize, Default)]
-struct ReportSummary {
-    pass: usize,
-    fail: usize,
-    warn: usize,
-    error: usize,
-    skip: usize,
-}
-
-#[derive(Serialize)]
-struct ReportResult {
-    source: &'static str,
-    policy: &'static str,
-    rule: String,
-    result: &'static str,
-    severity: &'static str,
-    message: String,
-    scored: bool,
-    timestamp: Timestamp,
-    resources: Vec<ReportResource>,
-    properties: BTreeMap<&'static str, String>,
-}
-
-#[derive(Serialize)]
-struct Timestamp {
-    seconds: i64,
-    nanos: i32,
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct ReportResource {
-    api_version: String,
-    kind: String,
-    name: String,
-    namespace: String,
-}
-
-/// One `wgpolicyk8s.io/v1alpha2` PolicyReport per namespace, as a YAML stream.
-fn policy_reports(results: &[CheckResult], now: OffsetDateTime) -> String {
+/// One `wgpolicyk8s.io/v1alpha2` PolicyReport per namespace, as a YAML stream: the reports `vigil audit
+/// --write-reports` keeps in a cluster, made from manifests. Each result names the file it came from.
+fn policy_reports(results: &[CheckResult], policy: &str, now: OffsetDateTime) -> String {
     let mut by_namespace: BTreeMap<&str, Vec<&CheckResult>> = BTreeMap::new();
     for r in results {
         by_namespace.entry(&r.object.namespace).or_default().push(r);
     }
-    let timestamp = || Timestamp {
-        seconds: now.unix_timestamp(),
-        nanos: 0,
-    };
     let mut out = String::new();
     for (namespace, results) in by_namespace {
-        let mut summary = ReportSummary::default();
-        let mut entries = Vec::new();
+        let mut builder = ReportBuilder::new(ReportApi::Wgpolicyk8s, namespace, policy, now);
         for r in results {
-            let resource = || {
-                vec![ReportResource {
-                    api_version: r.object.api_version.clone(),
-                    kind: r.object.kind.clone(),
-                    name: r.object.name.clone(),
-                    namespace: namespace.to_owned(),
-                }]
-            };
-            if r.violations.is_empty() {
-                summary.pass += 1;
-                entries.push(ReportResult {
-                    source: "vigil",
-                    policy: "vigil",
-                    rule: "all".to_owned(),
-                    result: "pass",
-                    severity: "info",
-                    message: "no violations".to_owned(),
-                    scored: true,
-                    timestamp: timestamp(),
-                    resources: resource(),
-                    properties: BTreeMap::from([("origin", r.origin.to_string())]),
-                });
-                continue;
-            }
-            for v in &r.violations {
-                let result = match (&v.exemption, v.mode) {
-                    (Some(_), _) => "skip",
-                    (None, Mode::Warn) => "warn",
-                    (None, _) => "fail",
-                };
-                match result {
-                    "skip" => summary.skip += 1,
-                    "warn" => summary.warn += 1,
-                    _ => summary.fail += 1,
-                }
-                let mut properties = BTreeMap::from([
-                    ("field", v.field.clone()),
-                    ("mode", v.mode.to_string()),
-                    ("techniques", v.techniques.join(",")),
-                    ("origin", r.origin.to_string()),
-                ]);
-                if let Some(c) = &v.container {
-                    properties.insert("container", c.clone());
-                }
-                if let Some(i) = &v.image {
-                    properties.insert("image", i.clone());
-                }
-                if let Some(e) = &v.exemption {
-                    properties.insert("exemption", e.clone());
-                }
-                entries.push(ReportResult {
-                    source: "vigil",
-                    policy: "vigil",
-                    rule: v.rule.to_string(),
-                    result,
-                    severity: v.severity.as_str(),
-                    message: v.message.clone(),
-                    scored: true,
-                    timestamp: timestamp(),
-                    resources: resource(),
-                    properties,
-                });
-            }
+            builder.add(
+                &r.object,
+                None,
+                &r.violations,
+                &[("origin", r.origin.to_string())],
+            );
         }
-        let report = PolicyReport {
-            api_version: "wgpolicyk8s.io/v1alpha2",
-            kind: "PolicyReport",
-            metadata: ReportMetadata {
-                name: format!("vigil-{namespace}"),
-                namespace: namespace.to_owned(),
-                labels: BTreeMap::from([("app.kubernetes.io/managed-by", "vigil")]),
-            },
-            summary,
-            results: entries,
-        };
         out.push_str("---\n");
-        out.push_str(&serde_yaml_ng::to_string(&report).expect("reports serialize"));
+        out.push_str(&serde_yaml_ng::to_string(&builder.finish()).expect("reports serialize"));
     }
     out
 }

@@ -46,16 +46,25 @@ impl Operation {
     }
 }
 
-/// What the engine judges: an object (and, for UPDATE, the old one), who sent it, where, and when.
+/// Everything the engine needs besides the object: who sent it, where, when, and what it is compared with.
+///
+/// Each reader fills it in its own way: the webhook from the AdmissionReview, `vigil check` with the user
+/// named on the command line, `vigil audit` with no user at all (exemptions that name users, groups or
+/// service accounts cannot match what nobody requested).
 #[derive(Debug, Clone, Copy)]
-pub struct Request<'a> {
+pub struct Context<'a> {
     pub operation: Operation,
     pub namespace: &'a str,
     pub username: &'a str,
     pub groups: &'a [String],
     pub time: OffsetDateTime,
-    pub object: &'a Workload,
+    /// UPDATE: the object before the change. Under `updates: new-violations` the violations it already had
+    /// are marked `existing` and never deny.
     pub old_object: Option<&'a Workload>,
+    /// The controller the object was made from (a Pod's ReplicaSet, say), when the object is judged through
+    /// it: the violations the owner's pod template has too belong to the owner's judgement and are left out,
+    /// so that only what the object adds (a debug container, an image changed in place) is its own.
+    pub owner: Option<&'a Workload>,
     /// What the registries said about the object's images, when look-ups were made.
     pub registry: Option<&'a RegistryFacts>,
 }
@@ -68,6 +77,22 @@ pub struct ConnectRequest<'a> {
     pub groups: &'a [String],
     pub time: OffsetDateTime,
     pub connect: &'a Connect,
+}
+
+impl<'a> Context<'a> {
+    /// A CREATE in `namespace` at `time` by nobody in particular, compared with nothing.
+    pub fn create(namespace: &'a str, time: OffsetDateTime) -> Context<'a> {
+        Context {
+            operation: Operation::Create,
+            namespace,
+            username: "",
+            groups: &[],
+            time,
+            old_object: None,
+            owner: None,
+            registry: None,
+        }
+    }
 }
 
 /// A finding with its resolved mode: one entry of the alert record.
@@ -162,11 +187,12 @@ fn findings(
     out
 }
 
-/// Evaluates a request under a policy.
-pub fn evaluate(policy: &Policy, request: &Request<'_>) -> Decision {
-    let pod = PodView::new(request.object);
-    let found = findings(policy, &pod, request.registry, true);
-    let signatures = signed_images(policy, &pod, request);
+/// Judges one decoded object in its context under a policy: the one entry point of the engine, shared by
+/// the webhook, `vigil check` and `vigil audit`.
+pub fn evaluate(policy: &Policy, object: &Workload, context: &Context<'_>) -> Decision {
+    let pod = PodView::new(object);
+    let found = findings(policy, &pod, context.registry, true);
+    let signatures = signed_images(policy, &pod, context);
     if found.is_empty() {
         return Decision {
             violations: Vec::new(),
@@ -175,12 +201,12 @@ pub fn evaluate(policy: &Policy, request: &Request<'_>) -> Decision {
         };
     }
 
-    let namespace_override = policy.namespace_override(request.namespace);
+    let namespace_override = policy.namespace_override(context.namespace);
     let who = Requester {
-        namespace: request.namespace,
-        username: request.username,
-        groups: request.groups,
-        time: request.time,
+        namespace: context.namespace,
+        username: context.username,
+        groups: context.groups,
+        time: context.time,
     };
     let exemptions: Vec<_> = policy
         .exemptions
@@ -188,7 +214,7 @@ pub fn evaluate(policy: &Policy, request: &Request<'_>) -> Decision {
         .filter(|e| e.applies_to(&who))
         .collect();
 
-    let old_pod = match (request.operation, policy.updates, request.old_object) {
+    let old_pod = match (context.operation, policy.updates, context.old_object) {
         (Operation::Update, Updates::NewViolations, Some(old)) => Some(PodView::new(old)),
         _ => None,
     };
@@ -198,6 +224,24 @@ pub fn evaluate(policy: &Policy, request: &Request<'_>) -> Decision {
     let old_keys: HashSet<FindingKey<'_>> = match (&old_pod, &old_findings) {
         (Some(old), Some(found)) => found.iter().map(|f| finding_key(old, f)).collect(),
         _ => HashSet::new(),
+    };
+    // The owner's findings are judged with the owner. The registry rules are left out of both sides: the
+    // owner is not looked up, and an image the object shares with its template is the template's anyway.
+    let owner_pod = context.owner.map(PodView::new);
+    let owner_findings = owner_pod
+        .as_ref()
+        .map(|owner| findings(policy, owner, None, false));
+    let owner_keys: HashSet<FindingKey<'_>> = match (&owner_pod, &owner_findings) {
+        (Some(owner), Some(found)) => found.iter().map(|f| finding_key(owner, f)).collect(),
+        _ => HashSet::new(),
+    };
+    let found: Vec<Finding> = if owner_keys.is_empty() {
+        found
+    } else {
+        found
+            .into_iter()
+            .filter(|f| !owner_keys.contains(&finding_key(&pod, f)))
+            .collect()
     };
 
     let mut violations = Vec::with_capacity(found.len());
@@ -293,11 +337,11 @@ pub fn evaluate_connect(policy: &Policy, request: &ConnectRequest<'_>) -> Decisi
 }
 
 /// The images a trusted key verified, when `image-signature` is on for the request's namespace.
-fn signed_images(policy: &Policy, pod: &PodView<'_>, request: &Request<'_>) -> Vec<SignedImage> {
-    let (Some(_), Some(registry)) = (policy.signature_policy(), request.registry) else {
+fn signed_images(policy: &Policy, pod: &PodView<'_>, context: &Context<'_>) -> Vec<SignedImage> {
+    let (Some(_), Some(registry)) = (policy.signature_policy(), context.registry) else {
         return Vec::new();
     };
-    let namespace_override = policy.namespace_override(request.namespace);
+    let namespace_override = policy.namespace_override(context.namespace);
     if policy.rule_mode(RuleId::ImageSignature, namespace_override) == Mode::Off {
         return Vec::new();
     }
@@ -359,14 +403,15 @@ mod tests {
     fn decide(policy: &Policy, object: &Workload, ask: Ask<'_>) -> Decision {
         evaluate(
             policy,
-            &Request {
+            object,
+            &Context {
                 operation: ask.op,
                 namespace: ask.namespace,
                 username: ask.user,
                 groups: &ask.groups,
                 time: ask.time,
-                object,
                 old_object: ask.old.as_ref(),
+                owner: None,
                 registry: None,
             },
         )
@@ -733,5 +778,71 @@ mod tests {
                 signatures: vec![],
             }
         );
+    }
+
+    #[test]
+    fn an_object_judged_through_its_owner_keeps_only_what_it_adds() {
+        let p = policy("");
+        let template = |extra: &str| {
+            Workload::from_json(
+                WorkloadKind::ReplicaSet,
+                &format!(
+                    r#"{{"spec":{{"template":{{"spec":{{"hostPID":true,"containers":[{PRIVILEGED}]{extra}}}}}}}}}"#
+                ),
+            )
+            .unwrap()
+        };
+        let owner = template("");
+        let judged = |object: &Workload| {
+            evaluate(
+                &p,
+                object,
+                &Context {
+                    owner: Some(&owner),
+                    ..Context::create("team-a", NOW)
+                },
+            )
+        };
+        let same = Workload::from_json(
+            WorkloadKind::Pod,
+            &format!(r#"{{"spec":{{"hostPID":true,"containers":[{PRIVILEGED}]}}}}"#),
+        )
+        .unwrap();
+        assert_eq!(
+            judged(&same),
+            Decision {
+                violations: vec![],
+                allowed: true,
+                signatures: vec![],
+            }
+        );
+        // A debug container and an image changed in place are the pod's own.
+        let debugged = Workload::from_json(
+            WorkloadKind::Pod,
+            &format!(
+                r#"{{"spec":{{"hostPID":true,"containers":[{}],
+                    "ephemeralContainers":[{{"name":"debug","image":"ghcr.io/corp/debug:1","securityContext":{{"privileged":true}}}}]}}}}"#,
+                PRIVILEGED.replace("ghcr.io/corp/app:1", "quay.io/x/app")
+            ),
+        )
+        .unwrap();
+        let d = judged(&debugged);
+        let rules: Vec<_> = d
+            .violations
+            .iter()
+            .map(|v| (v.rule.as_str(), v.container.as_deref()))
+            .collect();
+        assert_eq!(
+            rules,
+            [
+                ("privileged", Some("debug")),
+                ("ephemeral-containers", Some("debug")),
+                ("image-tag", Some("app"))
+            ],
+            "{d:?}"
+        );
+        // Without an owner the pod is judged in full.
+        let alone = evaluate(&p, &same, &Context::create("team-a", NOW));
+        assert_eq!(alone.violations.len(), 2);
     }
 }

@@ -3,6 +3,7 @@
 
 pub mod admission;
 pub mod alert;
+pub mod audit;
 pub mod cli;
 pub mod connect;
 pub mod engine;
@@ -11,6 +12,7 @@ pub mod manifest;
 pub mod policy;
 pub mod registry;
 pub mod reload;
+pub mod report;
 pub mod rules;
 pub mod server;
 pub mod signature;

@@ -231,15 +231,47 @@ fn check_emits_one_policy_report_per_namespace() {
     assert_eq!(a["apiVersion"].as_str(), Some("wgpolicyk8s.io/v1alpha2"));
     assert_eq!(a["kind"].as_str(), Some("PolicyReport"));
     assert_eq!(a["metadata"]["namespace"].as_str(), Some("team-a"));
+    assert_eq!(a["metadata"]["name"].as_str(), Some("vigil"));
     assert_eq!(a["results"][0]["rule"].as_str(), Some("privileged"));
-    assert_eq!(a["results"][0]["result"].as_str(), Some("fail"));
+    // The default policy audits: a warning, not a failure.
+    assert_eq!(a["results"][0]["result"].as_str(), Some("warn"));
+    assert_eq!(a["results"][0]["policy"].as_str(), Some("default"));
     assert_eq!(
         a["results"][0]["resources"][0]["name"].as_str(),
         Some("web")
     );
-    assert_eq!(a["summary"]["fail"].as_u64(), Some(1));
+    assert_eq!(
+        a["results"][0]["properties"]["origin"].as_str(),
+        Some("(stdin): document 1 (line 2)")
+    );
+    assert_eq!(a["summary"]["warn"].as_u64(), Some(1));
     assert_eq!(reports[1]["metadata"]["namespace"].as_str(), Some("team-b"));
     assert_eq!(reports[1]["summary"]["pass"].as_u64(), Some(1));
+    assert!(reports[1]["results"].as_sequence().unwrap().is_empty());
+
+    // Under enforce the same violation fails.
+    let run = vigil(
+        &[
+            "check",
+            "--mode",
+            "enforce",
+            "--output",
+            "policyreport",
+            "-",
+        ],
+        Some(&two),
+    );
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    let report: serde_yaml_ng::Value = serde_yaml_ng::from_str(
+        run.stdout
+            .trim_start_matches("---\n")
+            .split("\n---\n")
+            .next()
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(report["results"][0]["result"].as_str(), Some("fail"));
+    assert_eq!(report["summary"]["fail"].as_u64(), Some(1));
 }
 
 #[test]

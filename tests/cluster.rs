@@ -1140,9 +1140,10 @@ fn exec_attach_and_port_forward_are_recorded_then_refused_and_exempted_by_group(
 
     // Audit, the default: each is admitted by Vigil and recorded with who ran what. (The API server then
     // finds no node for the Pending pod; that error is its own, not Vigil's.)
+    let seen = webhook.alerts().len();
     let out = exec("dev");
     assert!(!out.stderr.contains("admission webhook"), "{}", out.stderr);
-    let alert = webhook.alert_for("Pod", "prod-a", "db", "CONNECT");
+    let alert = webhook.alert_since(seen, "Pod", "prod-a", "db", "CONNECT");
     assert_eq!(alert["user"]["username"], "dev");
     assert!(
         rules_of(&alert).contains(&"pod-exec".to_string()),
@@ -1154,9 +1155,10 @@ fn exec_attach_and_port_forward_are_recorded_then_refused_and_exempted_by_group(
             .contains("cat /var/run/secrets/kubernetes.io/serviceaccount/token"),
         "{alert}"
     );
+    let seen = webhook.alerts().len();
     let (status, body) = port_forward(&cluster, "dev", "prod-a", "db");
     assert!(!body.contains("admission webhook"), "{status} {body}");
-    let alert = webhook.alert_for("Pod", "prod-a", "db", "CONNECT");
+    let alert = webhook.alert_since(seen, "Pod", "prod-a", "db", "CONNECT");
     assert!(
         rules_of(&alert).contains(&"port-forward".to_string()),
         "{alert}"
@@ -1192,9 +1194,10 @@ fn exec_attach_and_port_forward_are_recorded_then_refused_and_exempted_by_group(
     assert!(body.contains("[port-forward]"), "{body}");
 
     // The SRE is exempted: Vigil admits and records the exemption.
+    let seen = webhook.alerts().len();
     let out = exec("sre-alice");
     assert!(!out.stderr.contains("admission webhook"), "{}", out.stderr);
-    let alert = webhook.alert_for("Pod", "prod-a", "db", "CONNECT");
+    let alert = webhook.alert_since(seen, "Pod", "prod-a", "db", "CONNECT");
     assert_eq!(alert["user"]["username"], "sre-alice");
     assert_eq!(alert["violations"][0]["exemption"], "sre-exec", "{alert}");
     let (_, body) = port_forward(&cluster, "sre-alice", "prod-a", "db");
@@ -1364,8 +1367,9 @@ fn kubectl_debug_is_refused_but_for_the_exempted_group_as_the_readme_tells_it() 
         "{refused}"
     );
     assert!(refused.contains("[ephemeral-containers]"), "{refused}");
+    let seen = webhook.alerts().len();
     shell(&cluster, steps[5]).ok();
-    let alert = webhook.alert_for("Pod", "team-a", "web", "UPDATE");
+    let alert = webhook.alert_since(seen, "Pod", "team-a", "web", "UPDATE");
     assert_eq!(alert["user"]["username"], "alice");
     for v in alert["violations"].as_array().unwrap() {
         if v["rule"] == "capabilities" || v["rule"] == "ephemeral-containers" {

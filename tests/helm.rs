@@ -163,12 +163,32 @@ fn strings(v: &Value) -> Vec<String> {
         .collect()
 }
 
+/// The policy ConfigMap: the one ConfigMap that holds `policy.yaml` (the dashboard's is another).
+fn policy_configmap(docs: &[Value]) -> &Value {
+    let found: Vec<&Value> = of_kind(docs, "ConfigMap")
+        .into_iter()
+        .filter(|c| c["data"]["policy.yaml"].is_string())
+        .collect();
+    assert_eq!(found.len(), 1, "expected one policy ConfigMap");
+    found[0]
+}
+
 /// The `policy.yaml` of the rendered policy ConfigMap.
 fn rendered_policy(docs: &[Value]) -> String {
-    one(docs, "ConfigMap")["data"]["policy.yaml"]
+    policy_configmap(docs)["data"]["policy.yaml"]
         .as_str()
         .expect("the ConfigMap holds policy.yaml")
         .to_owned()
+}
+
+/// The one object of `kind` named `name`.
+fn named<'a>(docs: &'a [Value], kind: &str, name: &str) -> &'a Value {
+    let found: Vec<&Value> = of_kind(docs, kind)
+        .into_iter()
+        .filter(|d| d["metadata"]["name"] == name)
+        .collect();
+    assert_eq!(found.len(), 1, "expected one {kind} {name}");
+    found[0]
 }
 
 fn b64decode(text: &str) -> Vec<u8> {
@@ -225,6 +245,8 @@ fn scenarios() -> Vec<(&'static str, Vec<String>)> {
                 &data("values-everything.yaml"),
                 "--api-versions",
                 "monitoring.coreos.com/v1/ServiceMonitor",
+                "--api-versions",
+                "monitoring.coreos.com/v1/PrometheusRule",
             ]),
         ),
     ]
@@ -289,7 +311,12 @@ fn validate(name: &str, yaml: &str) -> Vec<String> {
         .collect();
     // kubernetes-validate knows only built-in kinds; any other kind must be one the CRD schemas cover.
     for line in text.lines().filter(|l| l.starts_with("WARN")) {
-        let custom = ["kind Certificate ", "kind Issuer ", "kind ServiceMonitor "];
+        let custom = [
+            "kind Certificate ",
+            "kind Issuer ",
+            "kind ServiceMonitor ",
+            "kind PrometheusRule ",
+        ];
         if !custom.iter().any(|k| line.contains(k)) {
             failures.push(format!("{name}: {line}"));
         }
@@ -374,10 +401,32 @@ fn optional_resources_follow_their_switches() {
     for kind in ["NetworkPolicy", "ServiceMonitor", "Certificate", "Issuer"] {
         assert!(!defaults.contains(kind), "defaults render {kind}");
     }
-    // Vigil calls no API: the chart never grants RBAC.
-    for kind in ["Role", "ClusterRole", "RoleBinding", "ClusterRoleBinding"] {
-        assert!(!kinds(&["-f", &data("values-everything.yaml")]).contains(kind));
+    // The webhook calls no API; only the audit has RBAC, and without the audit there is none.
+    for kind in [
+        "Role",
+        "ClusterRole",
+        "RoleBinding",
+        "ClusterRoleBinding",
+        "CronJob",
+    ] {
+        assert!(defaults.contains(kind), "defaults lack {kind}");
+        assert!(
+            !kinds(&["--set", "audit.enabled=false"]).contains(kind),
+            "{kind}"
+        );
     }
+    // The observability pieces are opt-in; the PrometheusRule also needs its API.
+    assert!(!defaults.contains("PrometheusRule"));
+    let rule = ["--set", "metrics.prometheusRule.enabled=true"];
+    assert!(!kinds(&rule).contains("PrometheusRule"));
+    let with_api = [
+        &rule[..],
+        &["--api-versions", "monitoring.coreos.com/v1/PrometheusRule"],
+    ]
+    .concat();
+    assert!(kinds(&with_api).contains("PrometheusRule"));
+    let dashboard = documents(&render(&["--set", "metrics.grafanaDashboard.enabled=true"]));
+    assert_eq!(of_kind(&dashboard, "ConfigMap").len(), 2);
     assert!(!kinds(&["--set", "annotate.enabled=false"]).contains("MutatingWebhookConfiguration"));
     assert!(kinds(&["--set", "networkPolicy.enabled=true"]).contains("NetworkPolicy"));
     // The ServiceMonitor needs its API: without it nothing is rendered (and NOTES.txt says so).
@@ -392,7 +441,12 @@ fn optional_resources_follow_their_switches() {
         .contains("ServiceMonitor")
     );
     assert!(!kinds(&["--set", "replicaCount=1"]).contains("PodDisruptionBudget"));
-    assert!(!kinds(&["--set", "serviceAccount.create=false"]).contains("ServiceAccount"));
+    // Without the webhook's ServiceAccount, the audit's is the only one.
+    let accounts = documents(&render(&["--set", "serviceAccount.create=false"]));
+    assert_eq!(
+        one(&accounts, "ServiceAccount")["metadata"]["name"],
+        "vigil-audit"
+    );
     let cert_manager = kinds(&["--set", "certs.mode=cert-manager"]);
     assert!(cert_manager.contains("Certificate") && cert_manager.contains("Issuer"));
     assert!(
@@ -586,7 +640,7 @@ fn validating_webhook_covers_every_workload_and_fails_open_where_it_could_deadlo
         }
         assert!(!covers(policy_hook, "", "pods", "CREATE"));
         assert_eq!(policy_hook["failurePolicy"], "Ignore");
-        let configmap = one(&docs, "ConfigMap");
+        let configmap = policy_configmap(&docs);
         let cm_labels: BTreeMap<&str, &str> = configmap["metadata"]["labels"]
             .as_object()
             .unwrap()
@@ -646,7 +700,7 @@ fn opt_out_label_and_extra_system_namespaces_keep_the_guarantees() {
         }
     }
     // The policy ConfigMap is found by the configured label and name.
-    let configmap = one(&docs, "ConfigMap");
+    let configmap = policy_configmap(&docs);
     assert_eq!(configmap["metadata"]["name"], "guard-rules");
     assert_eq!(
         configmap["metadata"]["labels"]["corp.example/vigil-policy"],
@@ -879,8 +933,9 @@ fn deployment_is_restricted_and_wired_to_the_binary() {
     let pod = &deployment["spec"]["template"]["spec"];
     assert_eq!(deployment["spec"]["replicas"], 2);
     assert_eq!(pod["automountServiceAccountToken"], false);
+    let webhook_sa = pod["serviceAccountName"].as_str().unwrap();
     assert_eq!(
-        one(&docs, "ServiceAccount")["automountServiceAccountToken"],
+        named(&docs, "ServiceAccount", webhook_sa)["automountServiceAccountToken"],
         false
     );
     assert_eq!(pod["securityContext"]["runAsNonRoot"], true);
@@ -951,7 +1006,7 @@ fn deployment_is_restricted_and_wired_to_the_binary() {
             policy_mount["mountPath"].as_str().unwrap()
         )
     );
-    let configmap = one(&docs, "ConfigMap");
+    let configmap = policy_configmap(&docs);
     let cm_name = configmap["metadata"]["name"].as_str().unwrap();
     assert_eq!(flag("policy-configmap"), format!("{NAMESPACE}/{cm_name}"));
     let volumes = pod["volumes"].as_array().unwrap();
@@ -1118,10 +1173,306 @@ fn dogfood_vigil_check_in_enforce_mode_denies_nothing_in_its_own_chart() {
                 "{name} ({policy:?}): vigil check denies part of the chart:\n{stdout}{}",
                 String::from_utf8_lossy(&out.stderr)
             );
+            // The webhook's Deployment and the audit's CronJob.
             assert!(
-                stdout.contains("1 workloads checked, 0 with violations"),
+                stdout.contains("2 workloads checked, 0 with violations"),
                 "{name}: {stdout}"
             );
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// The audit CronJob and its RBAC
+
+/// The rules of a Role or ClusterRole, as (apiGroup, resource, verb) triples, with resourceNames when set.
+fn grants(role: &Value) -> BTreeSet<(String, String, String, Vec<String>)> {
+    let mut out = BTreeSet::new();
+    for rule in role["rules"].as_array().unwrap() {
+        for group in strings(&rule["apiGroups"]) {
+            for resource in strings(&rule["resources"]) {
+                for verb in strings(&rule["verbs"]) {
+                    out.insert((
+                        group.clone(),
+                        resource.clone(),
+                        verb,
+                        strings(&rule["resourceNames"]),
+                    ));
+                }
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn audit_cronjob_runs_under_its_own_least_privilege_service_account() {
+    for (scenario, args, api) in [
+        ("defaults", vec![], ("wgpolicyk8s.io", "policyreports")),
+        (
+            "everything",
+            vec!["-f".to_owned(), data("values-everything.yaml")],
+            ("openreports.io", "reports"),
+        ),
+    ] {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let docs = documents(&render(&args));
+        let cronjob = one(&docs, "CronJob");
+        let pod = &cronjob["spec"]["jobTemplate"]["spec"]["template"]["spec"];
+        let audit_sa = pod["serviceAccountName"].as_str().unwrap().to_owned();
+        let deployment = one(&docs, "Deployment");
+        let webhook_sa = deployment["spec"]["template"]["spec"]["serviceAccountName"]
+            .as_str()
+            .unwrap();
+        assert_ne!(
+            audit_sa, webhook_sa,
+            "{scenario}: the audit's own ServiceAccount"
+        );
+        assert_eq!(pod["automountServiceAccountToken"], true, "{scenario}");
+        assert_eq!(
+            deployment["spec"]["template"]["spec"]["automountServiceAccountToken"], false,
+            "{scenario}"
+        );
+        assert_eq!(cronjob["spec"]["concurrencyPolicy"], "Forbid");
+        assert_eq!(pod["restartPolicy"], "Never");
+        // The audit's pods are not the webhook's: no Service, budget or spread counts them.
+        let webhook_selector = &deployment["spec"]["selector"]["matchLabels"];
+        let audit_labels =
+            &cronjob["spec"]["jobTemplate"]["spec"]["template"]["metadata"]["labels"];
+        assert_eq!(audit_labels["app.kubernetes.io/component"], "audit");
+        assert_ne!(
+            audit_labels["app.kubernetes.io/component"],
+            webhook_selector["app.kubernetes.io/component"]
+        );
+
+        // Every flag the CronJob passes exists in `vigil audit`, and it writes reports of the chosen API.
+        let container = &pod["containers"][0];
+        let cargs = strings(&container["args"]);
+        assert_eq!(cargs[0], "audit");
+        assert!(cargs.contains(&"--write-reports".to_owned()));
+        let help = run_ok(vigil().args(["audit", "--help"]));
+        for arg in &cargs[1..] {
+            let name = arg.split('=').next().unwrap();
+            let listed = help
+                .split_whitespace()
+                .any(|w| w.trim_end_matches(',') == name);
+            assert!(listed, "`vigil audit` has no {name}");
+        }
+        let policy_cm = policy_configmap(&docs)["metadata"]["name"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        assert!(
+            cargs.contains(&format!("--policy-configmap={NAMESPACE}/{policy_cm}")),
+            "{cargs:?}"
+        );
+
+        // The webhook's ServiceAccount is bound to nothing; the audit's to exactly its two roles.
+        let mut bound = Vec::new();
+        for kind in ["RoleBinding", "ClusterRoleBinding"] {
+            for binding in of_kind(&docs, kind) {
+                for subject in binding["subjects"].as_array().unwrap() {
+                    assert_ne!(subject["name"], webhook_sa, "{scenario}: {binding}");
+                    assert_eq!(subject["name"], audit_sa.as_str(), "{scenario}");
+                    assert_eq!(subject["namespace"], NAMESPACE);
+                }
+                bound.push((
+                    binding["roleRef"]["kind"].as_str().unwrap().to_owned(),
+                    binding["roleRef"]["name"].as_str().unwrap().to_owned(),
+                ));
+            }
+        }
+        assert_eq!(bound.len(), 2, "{scenario}: {bound:?}");
+
+        // Read the covered kinds and the namespaces; write reports of one API; read one ConfigMap.
+        let s = |x: &str| x.to_owned();
+        let mut expected = BTreeSet::new();
+        for (group, resources) in [
+            ("", &["pods", "replicationcontrollers", "podtemplates"][..]),
+            (
+                "apps",
+                &["deployments", "replicasets", "statefulsets", "daemonsets"][..],
+            ),
+            ("batch", &["jobs", "cronjobs"][..]),
+        ] {
+            for resource in resources {
+                for verb in ["get", "list"] {
+                    expected.insert((s(group), s(resource), s(verb), vec![]));
+                }
+            }
+        }
+        expected.insert((s(""), s("namespaces"), s("list"), vec![]));
+        for verb in ["create", "patch"] {
+            expected.insert((s(api.0), s(api.1), s(verb), vec![]));
+        }
+        assert_eq!(grants(one(&docs, "ClusterRole")), expected, "{scenario}");
+        let role = one(&docs, "Role");
+        assert_eq!(role["metadata"]["namespace"], NAMESPACE);
+        assert_eq!(
+            grants(role),
+            BTreeSet::from([(s(""), s("configmaps"), s("get"), vec![policy_cm.clone()])]),
+            "{scenario}"
+        );
+    }
+    let docs = documents(&render(&["-f", &data("values-everything.yaml")]));
+    let args = strings(
+        &one(&docs, "CronJob")["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]
+            ["args"],
+    );
+    for expected in [
+        "--namespace=team-a",
+        "--namespace=team-b",
+        "--page-size=200",
+        "--report-api=openreports",
+    ] {
+        assert!(
+            args.iter().any(|a| a == expected),
+            "{expected} not in {args:?}"
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// The PrometheusRule and the Grafana dashboard
+
+/// The metric names Vigil exports, from its own registry: the families' names, with a histogram's series.
+fn exported_metrics() -> BTreeSet<String> {
+    vigil::server::metrics::Metrics::exported_names()
+        .into_iter()
+        .collect()
+}
+
+/// The `vigil_*` metric names a PromQL expression reads.
+fn metrics_read(expr: &str) -> BTreeSet<String> {
+    regex::Regex::new(r"\bvigil_[a-z_]+")
+        .unwrap()
+        .find_iter(expr)
+        .map(|m| m.as_str().to_owned())
+        .collect()
+}
+
+#[test]
+fn prometheus_rule_passes_promtool_check_and_its_unit_tests() {
+    let docs = documents(&render(&[
+        "--set",
+        "metrics.prometheusRule.enabled=true",
+        "--api-versions",
+        "monitoring.coreos.com/v1/PrometheusRule",
+    ]));
+    let rule = one(&docs, "PrometheusRule");
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("rules.yaml"),
+        serde_yaml_ng::to_string(&rule["spec"]).unwrap(),
+    )
+    .unwrap();
+    let checked = run_ok(
+        system_tool("promtool")
+            .args(["check", "rules", "rules.yaml"])
+            .current_dir(dir.path()),
+    );
+    assert!(checked.contains("SUCCESS: 4 rules found"), "{checked}");
+    std::fs::copy(
+        data("prometheusrule-tests.yaml"),
+        dir.path().join("tests.yaml"),
+    )
+    .unwrap();
+    let tested = run(system_tool("promtool")
+        .args(["test", "rules", "tests.yaml"])
+        .current_dir(dir.path()));
+    assert!(
+        tested.status.success(),
+        "promtool test rules failed:\n{}{}",
+        String::from_utf8_lossy(&tested.stdout),
+        String::from_utf8_lossy(&tested.stderr)
+    );
+    let alerts: Vec<&str> = rule["spec"]["groups"][0]["rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["alert"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        alerts,
+        [
+            "VigilDenialsRising",
+            "VigilPolicyReloadFailed",
+            "VigilCertificateExpiresSoon",
+            "VigilAbsent"
+        ]
+    );
+    // Every Vigil metric an alert reads is one Vigil exports.
+    let exported = exported_metrics();
+    for r in rule["spec"]["groups"][0]["rules"].as_array().unwrap() {
+        for name in metrics_read(r["expr"].as_str().unwrap()) {
+            assert!(
+                exported.contains(&name),
+                "{}: {name} is not exported",
+                r["alert"]
+            );
+        }
+    }
+}
+
+#[test]
+fn grafana_dashboard_is_json_that_reads_only_metrics_vigil_exports() {
+    let docs = documents(&render(&["--set", "metrics.grafanaDashboard.enabled=true"]));
+    let configmap = named(&docs, "ConfigMap", "vigil-dashboard");
+    assert_eq!(configmap["metadata"]["labels"]["grafana_dashboard"], "1");
+    let text = configmap["data"]["vigil.json"].as_str().unwrap();
+    let file = std::fs::read_to_string(chart().join("dashboards/vigil.json")).unwrap();
+    assert_eq!(
+        text.trim_end(),
+        file.trim_end(),
+        "the ConfigMap carries the file"
+    );
+    let dashboard: Value = serde_json::from_str(text).expect("the dashboard is JSON");
+    assert_eq!(dashboard["uid"], "vigil-webhook");
+    let panels = dashboard["panels"].as_array().unwrap();
+    let exported = exported_metrics();
+    let mut read = BTreeSet::new();
+    let mut ids = BTreeSet::new();
+    for panel in panels {
+        assert!(
+            ids.insert(panel["id"].as_i64().unwrap()),
+            "panel ids are unique"
+        );
+        assert!(panel["title"].as_str().is_some_and(|t| !t.is_empty()));
+        assert_eq!(panel["datasource"]["uid"], "${datasource}");
+        let targets = panel["targets"].as_array().unwrap();
+        assert!(!targets.is_empty(), "{}", panel["title"]);
+        for target in targets {
+            let expr = target["expr"].as_str().unwrap();
+            let names = metrics_read(expr);
+            assert!(
+                !names.is_empty(),
+                "{}: {expr} reads no Vigil metric",
+                panel["title"]
+            );
+            for name in names {
+                assert!(
+                    exported.contains(&name),
+                    "{}: {name} is not exported",
+                    panel["title"]
+                );
+                read.insert(name);
+            }
+        }
+    }
+    // Every family Vigil exports has a panel.
+    let families: BTreeSet<&String> = exported
+        .iter()
+        .filter(|n| !n.ends_with("_bucket") && !n.ends_with("_sum") && !n.ends_with("_count"))
+        .collect();
+    for family in families {
+        let shown = read.contains(family) || read.contains(&format!("{family}_bucket"));
+        assert!(shown, "no panel shows {family}");
+    }
+    for variable in dashboard["templating"]["list"].as_array().unwrap() {
+        if let Some(query) = variable["definition"].as_str() {
+            for name in metrics_read(query) {
+                assert!(exported.contains(&name), "{name}");
+            }
         }
     }
 }
@@ -1159,10 +1510,22 @@ fn notes_explain_alerts_and_the_road_from_audit_to_enforce() {
         "becomes Fail",
         "policy.mode=enforce",
         "helm uninstall vigil -n vigil",
+        "kubectl get policyreports.wgpolicyk8s.io -A",
+        "create job --from=cronjob/vigil-audit",
+        "vigil audit --mode enforce",
     ] {
         assert!(text.contains(part), "NOTES lack {part:?}:\n{text}");
     }
-    assert!(!text.contains("WARNING"), "{text}");
+    // helm's client-side dry run knows no PolicyReport API: the audit would fail, and the notes say so.
+    assert!(
+        text.contains("WARNING: this cluster has no wgpolicyk8s.io/v1alpha2/PolicyReport API"),
+        "{text}"
+    );
+    let text = notes(&["--set", "audit.enabled=false"]);
+    assert!(
+        !text.contains("WARNING") && !text.contains("vigil-audit"),
+        "{text}"
+    );
 
     let enforcing = notes(&["--set", "policy.mode=enforce", "--set", "replicaCount=1"]);
     assert!(enforcing.contains("failurePolicy   Fail for ordinary namespaces"));

@@ -42,14 +42,15 @@ struct Who {
 fn evaluate(policy: &Policy, object: &Workload, who: &Who) -> Decision {
     engine::evaluate(
         policy,
-        &engine::Request {
+        object,
+        &engine::Context {
             operation: Operation::Create,
             namespace: &who.namespace,
             username: &who.username,
             groups: &who.groups,
             time: now(),
-            object,
             old_object: None,
+            owner: None,
             registry: None,
         },
     )

@@ -67,14 +67,15 @@ fn call_review(
 fn call_evaluate(policy: &Policy, object: &Workload) -> Decision {
     engine::evaluate(
         policy,
-        &engine::Request {
+        object,
+        &engine::Context {
             operation: Operation::Create,
             namespace: "team-a",
             username: "mallory",
             groups: &[],
             time: now(),
-            object,
             old_object: None,
+            owner: None,
             registry: None,
         },
     )

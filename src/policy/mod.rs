@@ -57,6 +57,12 @@ impl Mode {
             _ => None,
         }
     }
+
+    /// Parses a `--mode` flag, with an error that lists the modes.
+    pub fn parse_flag(s: &str) -> Result<Mode, String> {
+        Mode::parse(s)
+            .ok_or_else(|| format!("{s:?} is not a mode; use off, audit, warn or enforce"))
+    }
 }
 
 impl fmt::Display for Mode {

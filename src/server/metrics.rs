@@ -132,6 +132,12 @@ impl Metrics {
             "Expiry (notAfter) of the serving certificate in force, as a Unix timestamp",
             cert_expiry.clone(),
         );
+        // Both results exist from the start, at 0: a counter that appears at 1 with the first error has no
+        // increase Prometheus can see, and an alert on it would never fire.
+        for result in ["success", "error"] {
+            let _ = policy_reloads.get_or_create(&ResultLabels { result });
+            let _ = cert_reloads.get_or_create(&ResultLabels { result });
+        }
         let registry_lookups = Arc::new(LookupMetrics::default());
         registry_lookups.register(&mut registry);
         Metrics {
@@ -192,6 +198,39 @@ impl Metrics {
                 hash: hash.to_owned(),
             })
             .set(1);
+    }
+
+    /// The name of every series Vigil can export: each family's name, and a histogram's `_bucket`, `_sum`
+    /// and `_count`. A family shows in `/metrics` only once it has a series; this lists them all, for what
+    /// reads Vigil's metrics (the chart's alerts and dashboard) to be checked against.
+    pub fn exported_names() -> Vec<String> {
+        let m = Metrics::new();
+        m.record_review(
+            &ReviewSummary {
+                kind: "Pod",
+                operation: "CREATE",
+                decision: "allowed",
+                violations: vec![("privileged", "audit")],
+                exemptions: vec!["exemption".to_owned()],
+                ..ReviewSummary::default()
+            },
+            0.0,
+        );
+        m.record_bad_request("not-json");
+        m.set_policy("0");
+        m.registry_lookups.touch_every_family();
+        let mut names = Vec::new();
+        for line in m.encode().lines() {
+            let Some((name, kind)) = line.strip_prefix("# TYPE ").and_then(|t| t.split_once(' '))
+            else {
+                continue;
+            };
+            names.push(name.to_owned());
+            if kind == "histogram" {
+                names.extend(["_bucket", "_sum", "_count"].map(|s| format!("{name}{s}")));
+            }
+        }
+        names
     }
 
     /// The metrics in the Prometheus text exposition format (0.0.4).
@@ -257,5 +296,26 @@ mod tests {
             text.contains("# TYPE vigil_admission_duration_seconds histogram\n"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn every_family_is_listed_among_the_exported_names() {
+        let names = Metrics::exported_names();
+        for name in [
+            "vigil_admission_requests_total",
+            "vigil_admission_duration_seconds_bucket",
+            "vigil_violations_total",
+            "vigil_exemptions_applied_total",
+            "vigil_bad_requests_total",
+            "vigil_policy_info",
+            "vigil_policy_reloads_total",
+            "vigil_certificate_reloads_total",
+            "vigil_certificate_expiry_timestamp_seconds",
+            "vigil_registry_lookup_duration_seconds_bucket",
+            "vigil_registry_cache_requests_total",
+            "vigil_registry_errors_total",
+        ] {
+            assert!(names.iter().any(|n| n == name), "{name} in {names:?}");
+        }
     }
 }

@@ -712,11 +712,25 @@ impl Webhook {
     /// Waits for the alert record about one object (kind, namespace, name) and operation.
     #[track_caller]
     pub fn alert_for(&self, kind: &str, namespace: &str, name: &str, operation: &str) -> Value {
+        self.alert_since(0, kind, namespace, name, operation)
+    }
+
+    /// Waits for such an alert record among those after the first `seen` (`alerts().len()` before the
+    /// request), so that an older record about the same object is never taken for the new one.
+    #[track_caller]
+    pub fn alert_since(
+        &self,
+        seen: usize,
+        kind: &str,
+        namespace: &str,
+        name: &str,
+        operation: &str,
+    ) -> Value {
         wait_for(
             &format!("an alert for {operation} {kind} {namespace}/{name} on Vigil's stdout"),
             Duration::from_secs(5),
             || {
-                self.alerts().into_iter().rev().find(|a| {
+                self.alerts().into_iter().skip(seen).find(|a| {
                     a["object"]["kind"] == kind
                         && a["object"]["namespace"] == namespace
                         && a["object"]["name"] == name

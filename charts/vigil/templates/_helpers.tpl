@@ -34,10 +34,29 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 app.kubernetes.io/component: webhook
 {{- end -}}
 
-{{/* The labels on every resource. */}}
+{{/* The labels on every resource of the webhook (and the chart's shared resources). */}}
 {{- define "vigil.labels" -}}
 helm.sh/chart: {{ include "vigil.chart" . }}
 {{ include "vigil.selectorLabels" . }}
+{{ include "vigil.releaseLabels" . }}
+{{- end -}}
+
+{{/* The labels that select the audit's pods: never the webhook's, so no Service or budget counts them. */}}
+{{- define "vigil.auditSelectorLabels" -}}
+app.kubernetes.io/name: {{ include "vigil.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/component: audit
+{{- end -}}
+
+{{/* The labels on every resource of the audit. */}}
+{{- define "vigil.auditLabels" -}}
+helm.sh/chart: {{ include "vigil.chart" . }}
+{{ include "vigil.auditSelectorLabels" . }}
+{{ include "vigil.releaseLabels" . }}
+{{- end -}}
+
+{{/* Version, manager and the user's labels, on every resource. */}}
+{{- define "vigil.releaseLabels" -}}
 app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
 app.kubernetes.io/managed-by: {{ .Release.Service }}
 app.kubernetes.io/part-of: vigil
@@ -51,6 +70,20 @@ app.kubernetes.io/part-of: vigil
 {{- default (include "vigil.fullname" .) .Values.serviceAccount.name -}}
 {{- else -}}
 {{- default "default" .Values.serviceAccount.name -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The audit's own ServiceAccount: read access to what it audits, write access to reports only. */}}
+{{- define "vigil.auditServiceAccountName" -}}
+{{- default (printf "%s-audit" (include "vigil.fullname" .)) .Values.audit.serviceAccount.name -}}
+{{- end -}}
+
+{{/* The report API the audit writes, as {"group", "resource"} for its RBAC. */}}
+{{- define "vigil.reportResource" -}}
+{{- if eq .Values.audit.reportApi "openreports" -}}
+{"group": "openreports.io", "resource": "reports"}
+{{- else -}}
+{"group": "wgpolicyk8s.io", "resource": "policyreports"}
 {{- end -}}
 {{- end -}}
 
