@@ -2211,6 +2211,26 @@ const API_RESOURCES: &[(&str, &str, &str, bool)] = &[
         "mutatingwebhookconfigurations",
         false,
     ),
+    ("batch/v1", "CronJob", "cronjobs", true),
+    ("rbac.authorization.k8s.io/v1", "Role", "roles", true),
+    (
+        "rbac.authorization.k8s.io/v1",
+        "RoleBinding",
+        "rolebindings",
+        true,
+    ),
+    (
+        "rbac.authorization.k8s.io/v1",
+        "ClusterRole",
+        "clusterroles",
+        false,
+    ),
+    (
+        "rbac.authorization.k8s.io/v1",
+        "ClusterRoleBinding",
+        "clusterrolebindings",
+        false,
+    ),
 ];
 
 /// The API path of a namespaced core object in the release namespace.
