@@ -240,23 +240,25 @@ struct Raw {
 
 type Tls = tokio_rustls::client::TlsStream<tokio::net::TcpStream>;
 
-/// Sends one request as curl does: the body is written while the response is read, and writing stops once
-/// the response has arrived. Returns `None` when no HTTP response arrived (a reset or an early close).
+/// Sends one request as curl does: the head, then the whole body in writes (and so TLS records) of its own,
+/// and only then reads the response (or after a second, when the server stopped reading the body). A
+/// server that answers from the head and closes with the body unread makes the kernel reset the
+/// connection, which can destroy the answer before the client reads it. Returns `None` when no HTTP response
+/// arrived (a reset or an early close), and the stream when the connection stays open.
 async fn exchange(stream: Tls, head: &str, body: &[u8]) -> (Option<Raw>, Option<Tls>) {
     let (mut reader, mut writer) = tokio::io::split(stream);
-    let mut request = format!("{head}content-length: {}\r\n\r\n", body.len()).into_bytes();
-    request.extend_from_slice(body);
-    let (tx, mut rx) = tokio::sync::oneshot::channel::<()>();
+    let head = format!("{head}content-length: {}\r\n\r\n", body.len()).into_bytes();
+    let body = body.to_vec();
+    let (sent, sent_rx) = tokio::sync::oneshot::channel::<()>();
     let write = tokio::spawn(async move {
-        for chunk in request.chunks(64 * 1024) {
-            tokio::select! {
-                written = writer.write_all(chunk) => if written.is_err() { break },
-                _ = &mut rx => break,
-            }
+        if writer.write_all(&head).await.is_ok() && writer.flush().await.is_ok() {
+            let _ = writer.write_all(&body).await;
+            let _ = writer.flush().await;
         }
-        let _ = writer.flush().await;
+        let _ = sent.send(());
         writer
     });
+    let _ = tokio::time::timeout(Duration::from_secs(1), sent_rx).await;
     let mut buf = Vec::new();
     let mut chunk = [0u8; 4096];
     let parsed = loop {
@@ -279,11 +281,12 @@ async fn exchange(stream: Tls, head: &str, body: &[u8]) -> (Option<Raw>, Option<
             _ => break None,
         }
     };
-    let _ = tx.send(());
-    let writer = write.await.unwrap();
     let stream = match &parsed {
-        Some(raw) if !raw.closes => Some(reader.unsplit(writer)),
-        _ => None,
+        Some(raw) if !raw.closes => Some(reader.unsplit(write.await.unwrap())),
+        _ => {
+            write.abort();
+            None
+        }
     };
     (parsed, stream)
 }
