@@ -60,13 +60,15 @@ PORT = env_num("BENCH_PORT", 18443, int)
 METRICS_PORT = env_num("BENCH_METRICS_PORT", 19090, int)
 WORK = Path(os.environ.get("BENCH_WORK", ROOT / "target" / "bench"))
 CONNS = [16, 64]
+# HTTP/2, as the API server calls a webhook registered by URL: (connections, concurrent streams on each).
+H2_POINTS = [(1, 16), (4, 16)]
 RATES = [2000, 5000]
 LAT_CONNS = 16
 # A fixed-rate run that reaches less than this share of its target rate is flagged: its latencies describe
 # a saturated server, not the rate asked for.
 RATE_SHORTFALL = 0.95
 
-TARGETS = {"ratio16": 0.5, "p99_5000_ms": 1.0, "rss_mib": 40.0, "ready_ms": 100.0}
+TARGETS = {"ratio": {"deployment": 0.7, "pod10": 0.5}, "p99_5000_ms": 1.0, "rss_mib": 40.0, "ready_ms": 100.0}
 
 # --- child processes: every one is killed when the driver exits, however it exits -------------------------
 
@@ -390,8 +392,11 @@ class Server:
         log.flush()
         env = {k: v for k, v in os.environ.items() if not k.startswith("VIGIL_") or k == "VIGIL_LOG"}
         started = time.perf_counter()
-        self.proc = spawn(pinned(SERVER_CPU, self.cmd), stdout=subprocess.DEVNULL, stderr=log, env=env)
+        # Vigil's alert stream (stdout) is written to a file, as in production; never to /dev/null.
+        alerts = open(WORK / "logs" / f"{self.name}.alerts.jsonl", "ab")
+        self.proc = spawn(pinned(SERVER_CPU, self.cmd), stdout=alerts, stderr=log, env=env)
         log.close()
+        alerts.close()
         deadline = started + 30
         while not self.ready():
             if self.proc.poll() is not None:
@@ -501,12 +506,16 @@ def percentile(sorted_values, q):
     return sorted_values[int(rank) - 1]
 
 
-def h2load(server, inp, conns, seconds, tag, rps=None, sample=None):
-    """One h2load run against the server; returns throughput, latencies, errors, and CPU figures."""
+def h2load(server, inp, conns, seconds, tag, rps=None, sample=None, streams=None):
+    """One h2load run against the server; returns throughput, latencies, errors, and CPU figures.
+
+    HTTP/1.1 keep-alive without `streams`; HTTP/2 (ALPN h2) with `streams` concurrent streams per connection.
+    """
     server.alive()
     log = WORK / "runs" / f"{tag}.tsv"
     log.unlink(missing_ok=True)
-    cmd = [H2LOAD, "--h1", "-c", str(conns), "-t", "1", "-D", f"{int(seconds * 1000)}ms",
+    protocol = ["--h1"] if streams is None else ["-m", str(streams)]
+    cmd = [H2LOAD, *protocol, "-c", str(conns), "-t", "1", "-D", f"{int(seconds * 1000)}ms",
            "--warm-up-time", f"{int(WARMUP_SECONDS * 1000)}ms",
            "-H", "content-type: application/json", "-d", str(inp.path), f"--log-file={log}",
            f"https://127.0.0.1:{PORT}/validate"]
@@ -555,7 +564,7 @@ def h2load(server, inp, conns, seconds, tag, rps=None, sample=None):
     if tls:
         TLS_SEEN["tls"] = f"{tls.group(1)} {tls.group(2)}"
     if alpn:
-        TLS_SEEN["alpn"] = alpn.group(1)
+        TLS_SEEN.setdefault("alpns", set()).add(alpn.group(1))
     total, started, done, succeeded, failed, errored, timeout = map(int, counts.groups())
 
     statuses = {}
@@ -641,7 +650,15 @@ def measure_point(make_server, name, inp, ca, kind, x, round_no, results):
 def measure_once(server, name, inp, ca, kind, x, round_no):
     check_answers(server, [inp], ca)
     tag = f"{name}-r{round_no}-{kind}-{inp.key}-{x}"
-    if kind == "tput":
+    if kind == "h2":
+        conns, streams = x
+        tag = f"{name}-r{round_no}-h2-{inp.key}-{conns}x{streams}"
+        r = h2load(server, inp, conns, TPUT_SECONDS, tag, streams=streams)
+        progress(f"{name:9} {inp.key:10} h2 {conns}x{streams:<3} {r['rps']:9.0f} req/s  "
+                 f"server CPU {r['server_cpu_busy'] * 100:3.0f}% ({r['server_cpu_us_per_req']:.1f} us/req), "
+                 f"others on its core {r['others_on_server_cpu'] * 100:3.0f}%, "
+                 f"h2load CPU {r['load_cpu_busy'] * 100:3.0f}%{error_note(r)}")
+    elif kind == "tput":
         r = h2load(server, inp, x, TPUT_SECONDS, tag)
         progress(f"{name:9} {inp.key:10} c={x:<3} {r['rps']:9.0f} req/s  "
                  f"server CPU {r['server_cpu_busy'] * 100:3.0f}% ({r['server_cpu_us_per_req']:.1f} us/req), "
@@ -715,14 +732,14 @@ def report(inputs, results, ready, started_at):
     out(f"  pinning  {pinning_note()}; threads under load: vigil {threads['vigil']}, "
         f"reference {threads['reference']}")
     out(f"  load     {tool_version([H2LOAD, '--version'])}, HTTP/1.1 keep-alive over TLS "
-        f"({TLS_SEEN.get('tls', '?')}, ALPN {TLS_SEEN.get('alpn', '?')}, ECDSA P-256 certificate); "
-        f"1 h2load thread; no pipelining")
+        f"and HTTP/2 ({TLS_SEEN.get('tls', '?')}, ALPN {' and '.join(sorted(TLS_SEEN.get('alpns', {'?'})))}, "
+        f"ECDSA P-256 certificate); 1 h2load thread; no HTTP/1.1 pipelining")
     out(f"  runs     each figure is the median of {runs} run{'s' if runs != 1 else ''}"
         f"{' (QUICK=1: a smoke run, not a measurement)' if QUICK else ''}; at every point Vigil and the "
         f"reference take turns, each a freshly started process; throughput {TPUT_SECONDS:g} s and fixed rate {LAT_SECONDS:g} s per run, "
         f"after {WARMUP_SECONDS:g} s of warm-up")
-    out(f"  policy   bench/policy.yaml (enforce, baseline, registry rules); alerts to /dev/null, "
-        f"operational log to a file")
+    out(f"  policy   bench/policy.yaml (enforce, baseline, registry rules); alerts (stdout) and operational "
+        f"log (stderr) to files, as in production")
     out("  inputs   " + "; ".join(i.describe() for i in inputs))
     others = med([r["others_on_server_cpu"] for key, runs_ in results.items() for r in runs_])
     if others == others and others > CONTENDED:
@@ -757,6 +774,27 @@ def report(inputs, results, ready, started_at):
     out("  ref/vigil: the share of the reference's speed that Vigil's CPU cost allows. Others on server core: the")
     out("  share of the server's core that other processes or the hypervisor took (vigil / reference runs).")
     out(f"  h2load-bound: h2load at >= {LOAD_BOUND * 100:.0f}% of its core, so the throughput there is a lower bound.")
+    out("")
+
+    out("Throughput over HTTP/2 (conns x concurrent streams on each; requests/s; ratio as above)")
+    out(f"  {'input':22} {'load':>5} {'vigil':>8} {'reference':>9} {'ratio':>6} | {'server CPU us/req: vigil':>24} "
+        f"{'ref':>5} {'ref/vigil':>9} | {'others on server core':>21} | {'h2load CPU':>10}")
+    for inp in inputs:
+        for point in H2_POINTS:
+            v = results.get(("vigil", "h2", inp.key, point), [])
+            r = results.get(("reference", "h2", inp.key, point), [])
+            ratios = [a["rps"] / b["rps"] for a, b in zip(v, r) if b["rps"] > 0]
+            cost = [b["server_cpu_us_per_req"] / a["server_cpu_us_per_req"] for a, b in zip(v, r)
+                    if a["server_cpu_us_per_req"] > 0]
+            bound = max([x["load_cpu_busy"] for x in v + r] or [0]) >= LOAD_BOUND
+            label = f"{point[0]}x{point[1]}"
+            out(f"  {inp.label:22} {label:>5} {fmt(med([x['rps'] for x in v]), '8.0f')} "
+                f"{fmt(med([x['rps'] for x in r]), '9.0f')} {fmt(med(ratios), '6.2f')} | "
+                f"{fmt(med([x['server_cpu_us_per_req'] for x in v]), '24.1f')} "
+                f"{fmt(med([x['server_cpu_us_per_req'] for x in r]), '5.1f')} {fmt(med(cost), '9.2f')} | "
+                f"{pct([x['others_on_server_cpu'] for x in v]):>11} / {pct([x['others_on_server_cpu'] for x in r]):<7} | "
+                f"{pct([x['load_cpu_busy'] for x in v]):>4} / {pct([x['load_cpu_busy'] for x in r]):<4}"
+                f"{'  h2load-bound' if bound else ''}")
     out("")
 
     out(f"Latency at a fixed rate ({LAT_CONNS} connections; ms, from when h2load sends each request)")
@@ -816,8 +854,10 @@ def report(inputs, results, ready, started_at):
         lines.extend(f"    {incident}" for incident in INCIDENTS)
     out("")
 
-    ratio16 = med([a["rps"] / b["rps"] for a, b in zip(results.get(("vigil", "tput", "deployment", 16), []),
-                                                      results.get(("reference", "tput", "deployment", 16), []))])
+    def ratio(kind, key, x):
+        return med([a["rps"] / b["rps"] for a, b in zip(results.get(("vigil", kind, key, x), []),
+                                                       results.get(("reference", kind, key, x), []))
+                    if b["rps"] > 0])
     p99_5000 = {inp.key: med([x["p99_ms"] for x in results.get(("vigil", "lat", inp.key, 5000), [])])
                 for inp in inputs}
     lat_errors = sum(r["errors"] for key, runs_ in results.items()
@@ -826,9 +866,14 @@ def report(inputs, results, ready, started_at):
     def verdict(ok):
         return "met" if ok else "MISSED"
 
-    out("Targets (issue 6)")
-    out(f"  throughput ratio at 16 connections >= {TARGETS['ratio16']} (Deployment)      "
-        f"{fmt(ratio16, '.2f'):>8}   {verdict(ratio16 >= TARGETS['ratio16'])}")
+    out("Targets")
+    for key, label in (("deployment", "Deployment"), ("pod10", "10-container pod")):
+        want = TARGETS["ratio"][key]
+        for kind, x, load in [("tput", 16, "HTTP/1.1, 16 conns"), *[("h2", p, f"HTTP/2, {p[0]}x{p[1]}")
+                                                                   for p in H2_POINTS]]:
+            got = ratio(kind, key, x)
+            what = f"throughput ratio >= {want} ({label}, {load})"
+            out(f"  {what:56}{fmt(got, '.2f'):>8}   {verdict(got >= want)}")
     worst = max(p99_5000.values())
     out(f"  p99 <= {TARGETS['p99_5000_ms']:g} ms at 5,000/s, no errors                     "
         f"{fmt(p99_5000['deployment'], '.3f'):>8}   {verdict(p99_5000['deployment'] <= TARGETS['p99_5000_ms'] and lat_errors == 0)}"
@@ -892,6 +937,7 @@ def main_bench():
     ready = measure_ready(policy, cert, key)
     servers = {"vigil": lambda: vigil_server(policy, cert, key), "reference": lambda: constant_server(cert, key)}
     points = [("tput", inp, conns) for inp in inputs for conns in CONNS]
+    points += [("h2", inp, point) for inp in inputs for point in H2_POINTS]
     points += [("lat", inp, rate) for inp in inputs for rate in RATES]
     results = {}
     for round_no in range(1, RUNS + 1):
@@ -905,7 +951,8 @@ def main_bench():
 
     table = report(inputs, results, ready, started_at)
     (WORK / "results.txt").write_text(table + "\n")
-    serialisable = {" ".join(map(str, k)): v for k, v in results.items()}
+    serialisable = {" ".join("x".join(map(str, p)) if isinstance(p, tuple) else str(p) for p in k): v
+                    for k, v in results.items()}
     (WORK / "results.json").write_text(json.dumps({"results": serialisable, "ready_ms": ready}, indent=1))
     print(table, flush=True)
 

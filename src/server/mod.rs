@@ -293,16 +293,19 @@ pub struct Running {
     pub addr: SocketAddr,
     pub metrics_addr: SocketAddr,
     pub app: Arc<App>,
+    drain: watch::Sender<bool>,
     stop: watch::Sender<bool>,
     done: tokio::task::JoinHandle<()>,
     grace: Duration,
 }
 
 impl Running {
-    /// Drains and stops: readiness fails at once, connections are still accepted for the grace period,
-    /// then the listeners close and in-flight reviews finish.
+    /// Drains and stops: readiness fails at once and clients are told to leave (HTTP/1.1 responses carry
+    /// `Connection: close`, HTTP/2 connections get GOAWAY); connections are still accepted for the grace
+    /// period, then the listeners close and in-flight reviews finish.
     pub async fn shutdown(self) {
         self.app.draining.store(true, Ordering::Release);
+        let _ = self.drain.send(true);
         tracing::info!(grace = ?self.grace, "draining");
         tokio::time::sleep(self.grace).await;
         let _ = self.stop.send(true);
@@ -417,6 +420,7 @@ pub async fn start_with(args: ServeArgs, alerts: AlertSink) -> Result<Running, S
     let tls_config = tls::server_config(app.certs.clone(), args.client_ca.as_ref(), provider())?;
     let acceptor = TlsAcceptor::from(Arc::new(tls_config));
     let (stop, stop_rx) = watch::channel(false);
+    let (drain, drain_rx) = watch::channel(false);
     let bad_app = app.clone();
     let on_bad: listener::OnBadConnection =
         Arc::new(move |reason| bad_app.metrics.record_bad_request(reason));
@@ -427,6 +431,7 @@ pub async fn start_with(args: ServeArgs, alerts: AlertSink) -> Result<Running, S
         handlers::webhook_router(app.clone()),
         args.timeouts(),
         args.max_connections.max(1),
+        drain_rx,
         stop_rx.clone(),
         on_bad,
     ));
@@ -449,6 +454,7 @@ pub async fn start_with(args: ServeArgs, alerts: AlertSink) -> Result<Running, S
         addr,
         metrics_addr,
         app,
+        drain,
         stop,
         done,
         grace: args.shutdown_grace,

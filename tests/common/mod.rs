@@ -245,6 +245,12 @@ impl Client {
         })
     }
 
+    /// Whether the connection can take another request; false once the server has closed it (after a
+    /// `Connection: close` response, say), when a client opens a new one.
+    pub async fn usable(&mut self) -> bool {
+        self.sender.ready().await.is_ok()
+    }
+
     /// Sends a request and reads the whole response.
     pub async fn send(
         &mut self,

@@ -474,6 +474,14 @@ impl Webhook {
     /// Reads the Deployment `name` in `namespace` and its Service of the same name, lays out the volumes
     /// and starts Vigil; ready (`/readyz` 200) when this returns.
     pub fn start(cluster: &Cluster, namespace: &str, name: &str) -> Webhook {
+        let mut webhook = Webhook::prepare(cluster, namespace, name);
+        webhook.spawn();
+        webhook
+    }
+
+    /// [`Webhook::start`] without starting the process: its address can still be changed with
+    /// [`Webhook::listen_on`] before [`Webhook::spawn`].
+    pub fn prepare(cluster: &Cluster, namespace: &str, name: &str) -> Webhook {
         let deployment = cluster
             .kubectl(&["-n", namespace, "get", "deployment", name, "-o", "json"])
             .json();
@@ -553,7 +561,7 @@ impl Webhook {
                 ))
             })
             .collect();
-        let mut webhook = Webhook {
+        let webhook = Webhook {
             child: None,
             stdout: mounts.path().join("vigil.stdout"),
             stderr: mounts.path().join("vigil.stderr"),
@@ -567,8 +575,17 @@ impl Webhook {
             volumes,
         };
         webhook.sync(cluster);
-        webhook.spawn();
         webhook
+    }
+
+    /// Listens on `addr` instead of the Service's ClusterIP, e.g. behind a balancer that holds the ClusterIP.
+    pub fn listen_on(&mut self, addr: SocketAddr) {
+        self.addr = addr.to_string();
+        for arg in &mut self.args {
+            if arg.starts_with("--addr=") {
+                *arg = format!("--addr={addr}");
+            }
+        }
     }
 
     /// Starts the process (again, after [`Webhook::stop`]) and waits until it is ready.
