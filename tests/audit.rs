@@ -74,29 +74,6 @@ fn judgement(violations: &Value) -> Vec<(String, String, String)> {
     out
 }
 
-/// Installs CRDs of the corpora, and waits until they are served.
-fn install_crds(cluster: &Cluster, dir: &Path, files: &[&str]) {
-    for file in files {
-        cluster
-            .kubectl(&[
-                "apply",
-                "--server-side",
-                "-f",
-                dir.join(file).to_str().unwrap(),
-            ])
-            .ok();
-    }
-    cluster
-        .kubectl(&[
-            "wait",
-            "--for=condition=Established",
-            "crd",
-            "--all",
-            "--timeout=30s",
-        ])
-        .ok();
-}
-
 /// `kubectl create -f -` of objects, as one List.
 fn create(cluster: &Cluster, objects: &[Value]) {
     let list = json!({"apiVersion": "v1", "kind": "List", "items": objects});
@@ -286,8 +263,7 @@ fn the_audit_reports_what_ran_before_vigil_as_the_webhook_judges_it() {
         return;
     };
     let cluster = Cluster::start();
-    install_crds(
-        &cluster,
+    cluster.install_crds(
         &crds,
         &[
             "wgpolicyk8s.io_policyreports.yaml",
@@ -1042,7 +1018,7 @@ fn figures_of_an_audit_of_two_thousand_objects() {
         return;
     };
     let cluster = Cluster::start();
-    install_crds(&cluster, &crds, &["wgpolicyk8s.io_policyreports.yaml"]);
+    cluster.install_crds(&crds, &["wgpolicyk8s.io_policyreports.yaml"]);
     let policy = cluster.dir.path().join("policy.yaml");
     std::fs::write(
         &policy,

@@ -225,31 +225,16 @@ fn helm_install_in_each_certificate_mode_is_accepted_as_rendered() {
         "crds",
     )
     .expect("the CRDs of cert-manager and the Prometheus Operator (corpus crds/)");
-    for crd in [
-        "cert-manager.io_certificates.yaml",
-        "cert-manager.io_issuers.yaml",
-        "cert-manager.io_clusterissuers.yaml",
-        "cert-manager.io_certificaterequests.yaml",
-        "monitoring.coreos.com_servicemonitors.yaml",
-    ] {
-        cluster
-            .kubectl(&[
-                "apply",
-                "--server-side",
-                "-f",
-                crds.join(crd).to_str().unwrap(),
-            ])
-            .ok();
-    }
-    cluster
-        .kubectl(&[
-            "wait",
-            "--for=condition=Established",
-            "crd",
-            "--all",
-            "--timeout=30s",
-        ])
-        .ok();
+    cluster.install_crds(
+        &crds,
+        &[
+            "cert-manager.io_certificates.yaml",
+            "cert-manager.io_issuers.yaml",
+            "cert-manager.io_clusterissuers.yaml",
+            "cert-manager.io_certificaterequests.yaml",
+            "monitoring.coreos.com_servicemonitors.yaml",
+        ],
+    );
 
     // certs.mode=helm, the default: the chart makes the CA and the certificate.
     install(&cluster, &[]);
@@ -552,18 +537,7 @@ fn a_deployer_cannot_weaken_the_policy() {
     assert!(out.err().contains("forbidden"), "{}", out.stderr);
 
     // The policy is still the one helm wrote, and it still denies.
-    let policy = cluster
-        .kubectl(&[
-            "-n",
-            NAMESPACE,
-            "get",
-            "configmap",
-            "vigil-policy",
-            "-o",
-            "jsonpath={.data.policy\\.yaml}",
-        ])
-        .ok()
-        .to_string();
+    let policy = live_policy(&cluster);
     assert!(policy.contains("mode: enforce"), "{policy}");
     let bad = workload(
         "Deployment",

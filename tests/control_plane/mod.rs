@@ -405,6 +405,27 @@ impl Cluster {
             .ok();
     }
 
+    /// Installs CRDs (`files` in `dir`, such as the corpus `crds/`) and waits until they are served.
+    pub fn install_crds(&self, dir: &Path, files: &[&str]) {
+        for file in files {
+            self.kubectl(&[
+                "apply",
+                "--server-side",
+                "-f",
+                dir.join(file).to_str().unwrap(),
+            ])
+            .ok();
+        }
+        self.kubectl(&[
+            "wait",
+            "--for=condition=Established",
+            "crd",
+            "--all",
+            "--timeout=30s",
+        ])
+        .ok();
+    }
+
     /// The audit log's events so far.
     pub fn audit_events(&self) -> Vec<Value> {
         fs::read_to_string(&self.audit_log)
