@@ -1168,11 +1168,9 @@ fn exec_attach_and_port_forward_are_recorded_then_refused_and_exempted_by_group(
     assert!(body.contains("[port-forward]"), "{body}");
 
     // The SRE is exempted: Vigil admits and records the exemption.
-    let seen = webhook.alerts().len();
     let out = exec("sre-alice");
     assert!(!out.stderr.contains("admission webhook"), "{}", out.stderr);
-    let alert = webhook.alert_since(seen, "Pod", "prod-a", "db", "CONNECT");
-    assert_eq!(alert["user"]["username"], "sre-alice");
+    let alert = webhook.alert_by("sre-alice", "Pod", "prod-a", "db", "CONNECT");
     assert_eq!(alert["violations"][0]["exemption"], "sre-exec", "{alert}");
     let (_, body) = port_forward(&cluster, "sre-alice", "prod-a", "db");
     assert!(!body.contains("admission webhook"), "{body}");
@@ -1341,10 +1339,8 @@ fn kubectl_debug_is_refused_but_for_the_exempted_group_as_the_readme_tells_it() 
         "{refused}"
     );
     assert!(refused.contains("[ephemeral-containers]"), "{refused}");
-    let seen = webhook.alerts().len();
     shell(&cluster, steps[5]).ok();
-    let alert = webhook.alert_since(seen, "Pod", "team-a", "web", "UPDATE");
-    assert_eq!(alert["user"]["username"], "alice");
+    let alert = webhook.alert_by("alice", "Pod", "team-a", "web", "UPDATE");
     for v in alert["violations"].as_array().unwrap() {
         if v["rule"] == "capabilities" || v["rule"] == "ephemeral-containers" {
             assert_eq!(v["exemption"], "sre-debug", "{v}");

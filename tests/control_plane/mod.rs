@@ -753,6 +753,32 @@ impl Webhook {
         self.alert_since(0, kind, namespace, name, operation)
     }
 
+    /// Waits for the alert record about one object and operation that `username` sent: the records of
+    /// earlier requests about the same object, which the writer may still be flushing, never match.
+    #[track_caller]
+    pub fn alert_by(
+        &self,
+        username: &str,
+        kind: &str,
+        namespace: &str,
+        name: &str,
+        operation: &str,
+    ) -> Value {
+        wait_for(
+            &format!("an alert for {operation} {kind} {namespace}/{name} by {username}"),
+            Duration::from_secs(5),
+            || {
+                self.alerts().into_iter().find(|a| {
+                    a["user"]["username"] == username
+                        && a["object"]["kind"] == kind
+                        && a["object"]["namespace"] == namespace
+                        && a["object"]["name"] == name
+                        && a["operation"] == operation
+                })
+            },
+        )
+    }
+
     /// Waits for such an alert record among those after the first `seen` (`alerts().len()` before the
     /// request), so that an older record about the same object is never taken for the new one.
     #[track_caller]
