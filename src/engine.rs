@@ -187,6 +187,17 @@ fn findings(
     out
 }
 
+/// A finding's mode: the namespace override, the rule's or the policy's, capped by the finding's own limit;
+/// `None` when the rule is off.
+fn resolved_mode(
+    policy: &Policy,
+    finding: &Finding,
+    namespace_override: Option<Mode>,
+) -> Option<Mode> {
+    let mode = policy.rule_mode(finding.rule, namespace_override);
+    (mode != Mode::Off).then(|| finding.max_mode.map_or(mode, |cap| mode.min(cap)))
+}
+
 /// Judges one decoded object in its context under a policy: the one entry point of the engine, shared by
 /// the webhook, `vigil check` and `vigil audit`.
 pub fn evaluate(policy: &Policy, object: &Workload, context: &Context<'_>) -> Decision {
@@ -246,11 +257,9 @@ pub fn evaluate(policy: &Policy, object: &Workload, context: &Context<'_>) -> De
 
     let mut violations = Vec::with_capacity(found.len());
     for finding in found {
-        let mode = policy.rule_mode(finding.rule, namespace_override);
-        if mode == Mode::Off {
+        let Some(mode) = resolved_mode(policy, &finding, namespace_override) else {
             continue;
-        }
-        let mode = finding.max_mode.map_or(mode, |cap| mode.min(cap));
+        };
         let container = finding.container.map(|i| &pod.containers[i]);
         let exemption = exemptions.iter().find(|e| {
             e.covers_rule(finding.rule)
@@ -306,11 +315,9 @@ pub fn evaluate_connect(policy: &Policy, request: &ConnectRequest<'_>) -> Decisi
     let container = request.connect.container.as_deref().map(alert::clip);
     let mut violations = Vec::with_capacity(found.len());
     for finding in found {
-        let mode = policy.rule_mode(finding.rule, namespace_override);
-        if mode == Mode::Off {
+        let Some(mode) = resolved_mode(policy, &finding, namespace_override) else {
             continue;
-        }
-        let mode = finding.max_mode.map_or(mode, |cap| mode.min(cap));
+        };
         let exemption = policy
             .exemptions
             .iter()

@@ -190,6 +190,18 @@ pub struct ResourceRef {
     pub uid: Option<String>,
 }
 
+impl ResourceRef {
+    fn of(object: &ObjectRef, uid: Option<&str>) -> ResourceRef {
+        ResourceRef {
+            api_version: object.api_version.clone(),
+            kind: object.kind.clone(),
+            namespace: object.namespace.clone(),
+            name: object.name.clone(),
+            uid: uid.map(str::to_owned),
+        }
+    }
+}
+
 /// Builds one namespace's report, object by object, within [`MAX_RESULTS_BYTES`].
 #[derive(Debug)]
 pub struct ReportBuilder {
@@ -277,13 +289,7 @@ impl ReportBuilder {
                 message: v.message.clone(),
                 scored: true,
                 timestamp: self.timestamp,
-                resources: vec![ResourceRef {
-                    api_version: object.api_version.clone(),
-                    kind: object.kind.clone(),
-                    namespace: object.namespace.clone(),
-                    name: object.name.clone(),
-                    uid: uid.map(str::to_owned),
-                }],
+                resources: vec![ResourceRef::of(object, uid)],
                 properties,
             });
         }
@@ -301,13 +307,7 @@ impl ReportBuilder {
             message: crate::alert::clip_message(message),
             scored: true,
             timestamp: self.timestamp,
-            resources: vec![ResourceRef {
-                api_version: object.api_version.clone(),
-                kind: object.kind.clone(),
-                namespace: object.namespace.clone(),
-                name: object.name.clone(),
-                uid: uid.map(str::to_owned),
-            }],
+            resources: vec![ResourceRef::of(object, uid)],
             properties: BTreeMap::new(),
         });
     }

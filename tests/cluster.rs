@@ -111,36 +111,8 @@ fn apply(cluster: &Cluster, object: &Value, extra: &[&str]) -> control_plane::Ou
     cluster.kubectl_stdin(&args, &object.to_string())
 }
 
-/// The failurePolicy of each webhook of the validating configuration, by webhook name.
-fn failure_policies(cluster: &Cluster) -> Vec<(String, String)> {
-    let config = cluster
-        .kubectl(&[
-            "get",
-            "validatingwebhookconfiguration",
-            RELEASE,
-            "-o",
-            "json",
-        ])
-        .json();
-    config["webhooks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|w| {
-            (
-                w["name"].as_str().unwrap().to_string(),
-                w["failurePolicy"].as_str().unwrap().to_string(),
-            )
-        })
-        .collect()
-}
-
 fn failure_policy_of(cluster: &Cluster, webhook: &str) -> String {
-    failure_policies(cluster)
-        .into_iter()
-        .find(|(name, _)| name == webhook)
-        .unwrap_or_else(|| panic!("no webhook {webhook}"))
-        .1
+    cluster.failure_policy(RELEASE, webhook)
 }
 
 /// Every key of `want` is in `got` with an equal value, recursively; lists compare element by element.

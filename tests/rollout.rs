@@ -110,23 +110,10 @@ fn a_rolling_restart_behind_a_balancer_fails_no_create() {
         ])
         .ok();
     cluster.namespace(ENFORCED);
-    let config = cluster
-        .kubectl(&[
-            "get",
-            "validatingwebhookconfiguration",
-            RELEASE,
-            "-o",
-            "json",
-        ])
-        .json();
-    let workloads = config["webhooks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|w| w["name"] == "workloads.vigil.dev")
-        .expect("the workloads webhook")
-        .clone();
-    assert_eq!(workloads["failurePolicy"], "Fail");
+    assert_eq!(
+        cluster.failure_policy(RELEASE, "workloads.vigil.dev"),
+        "Fail"
+    );
 
     // Two replicas on loopback ports of their own; the balancer holds the Service's ClusterIP:443.
     let mut replicas: Vec<Webhook> = (0..2)

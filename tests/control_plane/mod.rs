@@ -405,6 +405,27 @@ impl Cluster {
             .ok();
     }
 
+    /// The failurePolicy of one webhook of a ValidatingWebhookConfiguration, as the API server holds it.
+    pub fn failure_policy(&self, configuration: &str, webhook: &str) -> String {
+        let config = self
+            .kubectl(&[
+                "get",
+                "validatingwebhookconfiguration",
+                configuration,
+                "-o",
+                "json",
+            ])
+            .json();
+        config["webhooks"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|w| w["name"] == webhook)
+            .and_then(|w| w["failurePolicy"].as_str())
+            .unwrap_or_else(|| panic!("no webhook {webhook} in {configuration}"))
+            .to_string()
+    }
+
     /// Installs CRDs (`files` in `dir`, such as the corpus `crds/`) and waits until they are served.
     pub fn install_crds(&self, dir: &Path, files: &[&str]) {
         for file in files {
