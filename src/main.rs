@@ -6,6 +6,11 @@ use std::process::ExitCode;
 use clap::Parser;
 use vigil::cli::{self, Cli, Command};
 
+// A review allocates many small strings and frees them at once; mimalloc does that in about 10% fewer
+// instructions per review than the system allocator (bench/instructions.sh).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     // One TLS crypto provider for the server, its clients and the registry look-ups.
