@@ -48,12 +48,12 @@ pub struct Hit {
 
 /// One shell word of an argument.
 #[derive(Debug)]
-struct Word {
+struct Word<'a> {
     arg: usize,
     /// Where the word is in its argument, quotes included.
     raw: Range<usize>,
-    /// The word with its quotes and escapes removed.
-    text: String,
+    /// The word with its quotes and escapes removed; borrowed from the argument when it has none.
+    text: Cow<'a, str>,
     /// Whether a new simple command starts at this word.
     starts_command: bool,
 }
@@ -61,20 +61,22 @@ struct Word {
 /// Splits `text` into shell words: whitespace separates, quotes group, and `;`, `&`, `|`, `(`, `)`, a
 /// newline and a backquote end a command. Deliberately simple: it only has to find words that name a
 /// credential and the value after them.
-fn split_words(arg: usize, text: &str, first_starts_command: bool, out: &mut Vec<Word>) {
+fn split_words<'a>(arg: usize, text: &'a str, first_starts_command: bool, out: &mut Vec<Word<'a>>) {
     let mut start_next = first_starts_command;
-    let mut current: Option<(usize, String)> = None;
+    // The word being read: where it starts, and its text once a quote or an escape has made that differ
+    // from the raw text.
+    let mut current: Option<(usize, Option<String>)> = None;
     let mut quote: Option<char> = None;
     let mut chars = text.char_indices().peekable();
-    let finish = |current: &mut Option<(usize, String)>,
+    let finish = |current: &mut Option<(usize, Option<String>)>,
                   end: usize,
                   start_next: &mut bool,
-                  out: &mut Vec<Word>| {
-        if let Some((start, word)) = current.take() {
+                  out: &mut Vec<Word<'a>>| {
+        if let Some((start, unquoted)) = current.take() {
             out.push(Word {
                 arg,
                 raw: start..end,
-                text: word,
+                text: unquoted.map_or(Cow::Borrowed(&text[start..end]), Cow::Owned),
                 starts_command: std::mem::take(start_next),
             });
         }
@@ -88,19 +90,19 @@ fn split_words(arg: usize, text: &str, first_starts_command: bool, out: &mut Vec
                     && matches!(next, '"' | '\\' | '$' | '`')
                 {
                     chars.next();
-                    current.get_or_insert((i, String::new())).1.push(next);
+                    unquoted(text, &mut current, i).push(next);
                 } else {
-                    current.get_or_insert((i, String::new())).1.push(c);
+                    unquoted(text, &mut current, i).push(c);
                 }
             }
-            Some(_) => current.get_or_insert((i, String::new())).1.push(c),
+            Some(_) => unquoted(text, &mut current, i).push(c),
             None => match c {
                 '\'' | '"' => {
                     quote = Some(c);
-                    current.get_or_insert((i, String::new()));
+                    unquoted(text, &mut current, i);
                 }
                 '\\' => {
-                    let word = &mut current.get_or_insert((i, String::new())).1;
+                    let word = unquoted(text, &mut current, i);
                     if let Some((_, next)) = chars.next() {
                         word.push(next);
                     }
@@ -110,11 +112,26 @@ fn split_words(arg: usize, text: &str, first_starts_command: bool, out: &mut Vec
                     start_next = true;
                 }
                 c if c.is_whitespace() => finish(&mut current, i, &mut start_next, out),
-                c => current.get_or_insert((i, String::new())).1.push(c),
+                c => match &mut current {
+                    Some((_, Some(word))) => word.push(c),
+                    Some((_, None)) => {}
+                    None => current = Some((i, None)),
+                },
             },
         }
     }
     finish(&mut current, text.len(), &mut start_next, out);
+}
+
+/// The unquoted text of the word being read, for a quote or an escape at byte `i`: from there on it differs
+/// from the raw text, so it is copied out. A word starts at `i` when none is being read.
+fn unquoted<'w>(
+    text: &str,
+    current: &'w mut Option<(usize, Option<String>)>,
+    i: usize,
+) -> &'w mut String {
+    let (start, unquoted) = current.get_or_insert((i, None));
+    unquoted.get_or_insert_with(|| text[*start..i].to_owned())
 }
 
 /// Whether `arg` is a shell option cluster that takes a script: `-c`, `-ec`, `-xc`, `-euxc`.
@@ -139,9 +156,8 @@ fn is_literal(value: &str) -> bool {
     !is_inert(value) && !has_reference(value) && !value.starts_with('-')
 }
 
-/// The name of a `--flag`, a `-flag` or a `VARIABLE` word, with dashes and dots made underscores, as the
-/// credential-name pattern reads it; `None` for anything else.
-fn flag_name(word: &str) -> Option<String> {
+/// The name of a `--flag`, a `-flag` or a `VARIABLE` word, without its dashes; `None` for anything else.
+fn flag_name(word: &str) -> Option<&str> {
     let bare = word.trim_start_matches('-');
     let dashes = word.len() - bare.len();
     let ok = !bare.is_empty()
@@ -150,7 +166,13 @@ fn flag_name(word: &str) -> Option<String> {
         && bare
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'));
-    ok.then(|| bare.replace(['-', '.'], "_"))
+    ok.then_some(bare)
+}
+
+/// Whether a flag's or a variable's name says it holds a credential, read as the credential-name pattern
+/// reads it: with dashes and dots made underscores.
+fn names_credential(name: &str) -> bool {
+    is_credential_name(&name.replace(['-', '.'], "_"))
 }
 
 /// The MySQL and MariaDB clients, whose `-pVALUE` is a password.
@@ -168,9 +190,9 @@ fn is_prefix_command(word: &str) -> bool {
 }
 
 /// Every credential in an argument list (a container's command and args together, or an exec's command).
-pub fn find(argv: &[String]) -> Vec<Hit> {
+pub fn find<S: AsRef<str>>(argv: &[S]) -> Vec<Hit> {
     let mut hits = Vec::new();
-    for (arg, text) in argv.iter().enumerate() {
+    for (arg, text) in argv.iter().map(AsRef::as_ref).enumerate() {
         for (what, span) in credential_shapes(text) {
             hits.push(Hit {
                 arg,
@@ -180,8 +202,8 @@ pub fn find(argv: &[String]) -> Vec<Hit> {
         }
     }
     let mut words = Vec::new();
-    for (arg, text) in argv.iter().enumerate() {
-        let script = arg > 0 && takes_script(&argv[arg - 1]);
+    for (arg, text) in argv.iter().map(AsRef::as_ref).enumerate() {
+        let script = arg > 0 && takes_script(argv[arg - 1].as_ref());
         split_words(arg, text, arg == 0 || script, &mut words);
     }
     let mut command = "";
@@ -207,11 +229,8 @@ pub fn find(argv: &[String]) -> Vec<Hit> {
         let value_at = |offset_in_raw: usize| word.raw.start + offset_in_raw..word.raw.end;
         if let Some((name, value)) = assignment {
             // `--password=VALUE`, `-password=VALUE`, `PASSWORD=VALUE`.
-            if let Some(normal) = flag_name(name)
-                && is_credential_name(&normal)
-                && is_literal(value)
-            {
-                let raw = &argv[word.arg][word.raw.clone()];
+            if flag_name(name).is_some_and(names_credential) && is_literal(value) {
+                let raw = &argv[word.arg].as_ref()[word.raw.clone()];
                 let eq = raw.find('=').map_or(0, |i| i + 1);
                 hits.push(Hit {
                     arg: word.arg,
@@ -236,8 +255,7 @@ pub fn find(argv: &[String]) -> Vec<Hit> {
         }
         // `--token VALUE`: a credential-named flag, then its value as the next word of the same command.
         if word.text.starts_with('-')
-            && let Some(normal) = flag_name(&word.text)
-            && is_credential_name(&normal)
+            && flag_name(&word.text).is_some_and(names_credential)
             && let Some(next) = words.get(w + 1)
             && !next.starts_command
             && is_literal(&next.text)
@@ -279,9 +297,10 @@ fn password_of_url(text: &str, span: Range<usize>) -> Range<usize> {
 }
 
 /// The arguments with every credential `find` sees replaced by `REDACTED`.
-pub fn redact(argv: &[String]) -> Vec<Cow<'_, str>> {
+pub fn redact<S: AsRef<str>>(argv: &[S]) -> Vec<Cow<'_, str>> {
     let hits = find(argv);
     argv.iter()
+        .map(AsRef::as_ref)
         .enumerate()
         .map(|(i, text)| {
             let spans: Vec<Range<usize>> = hits
@@ -290,7 +309,7 @@ pub fn redact(argv: &[String]) -> Vec<Cow<'_, str>> {
                 .map(|h| h.span.clone())
                 .collect();
             if spans.is_empty() {
-                return Cow::Borrowed(text.as_str());
+                return Cow::Borrowed(text);
             }
             // `find` sorts its hits and merges the ones that overlap.
             let mut out = String::with_capacity(text.len());
@@ -312,7 +331,7 @@ fn check(pod: &PodView<'_>, _: &CheckContext<'_>, out: &mut Vec<Finding>) {
         if command.is_empty() && args.is_empty() {
             continue;
         }
-        let argv: Vec<String> = command.iter().chain(args).cloned().collect();
+        let argv: Vec<&str> = command.iter().chain(args).map(String::as_str).collect();
         let hits = find(&argv);
         let mut k = 0;
         while k < hits.len() {

@@ -90,18 +90,19 @@ static NAMES: LazyLock<(Regex, Regex)> = LazyLock::new(|| {
 pub(crate) fn is_inert(value: &str) -> bool {
     let v = value.trim();
     v.len() < 4
-        || matches!(
-            v.to_ascii_lowercase().as_str(),
-            "true"
-                | "false"
-                | "yes"
-                | "no"
-                | "none"
-                | "null"
-                | "enabled"
-                | "disabled"
-                | "changeme-in-secret"
-        )
+        || [
+            "true",
+            "false",
+            "yes",
+            "no",
+            "none",
+            "null",
+            "enabled",
+            "disabled",
+            "changeme-in-secret",
+        ]
+        .iter()
+        .any(|word| v.eq_ignore_ascii_case(word))
         || v.bytes().all(|b| b.is_ascii_digit())
         || (v.starts_with("$(") && v.ends_with(')'))
         || (v.starts_with("${") && v.ends_with('}'))
