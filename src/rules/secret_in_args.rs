@@ -16,7 +16,7 @@
 use std::borrow::Cow;
 use std::ops::Range;
 
-use super::secret_in_env::{credential_shapes, is_credential_name, is_inert};
+use super::secret_in_env::{credential_shapes, is_credential_name, is_inert, may_name_credential};
 use super::{
     Check, CheckContext, DefaultMode, Finding, PodView, Rule, RuleId, RuleProfile, Severity,
 };
@@ -170,9 +170,9 @@ fn flag_name(word: &str) -> Option<&str> {
 }
 
 /// Whether a flag's or a variable's name says it holds a credential, read as the credential-name pattern
-/// reads it: with dashes and dots made underscores.
+/// reads it: with dashes and dots made underscores (which `may_name_credential` does not care about).
 fn names_credential(name: &str) -> bool {
-    is_credential_name(&name.replace(['-', '.'], "_"))
+    may_name_credential(name) && is_credential_name(&name.replace(['-', '.'], "_"))
 }
 
 /// The MySQL and MariaDB clients, whose `-pVALUE` is a password.
