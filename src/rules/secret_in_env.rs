@@ -153,7 +153,9 @@ pub(crate) fn credential_shapes(
     text: &str,
 ) -> impl Iterator<Item = (&'static str, std::ops::Range<usize>)> + '_ {
     let (set, each) = &*VALUES;
-    set.matches(text).into_iter().flat_map(move |i| {
+    // Most texts have no such shape; `is_match` says so without the allocation of `matches`.
+    let found = set.is_match(text).then(|| set.matches(text));
+    found.into_iter().flatten().flat_map(move |i| {
         each[i]
             .find_iter(text)
             .map(move |m| (VALUE_PATTERNS[i].0, m.range()))
