@@ -201,6 +201,34 @@ pub fn find<S: AsRef<str>>(argv: &[S]) -> Vec<Hit> {
             });
         }
     }
+    if argv.iter().any(|arg| may_name_credential_in(arg.as_ref())) {
+        find_named(argv, &mut hits);
+    }
+    // One hit per value: a value with a credential's shape after a credential's name is found twice.
+    hits.sort_by_key(|h| (h.arg, h.span.start));
+    let mut kept: Vec<Hit> = Vec::with_capacity(hits.len());
+    for hit in hits {
+        match kept.last_mut() {
+            Some(last) if last.arg == hit.arg && hit.span.start < last.span.end => {
+                last.span.end = last.span.end.max(hit.span.end);
+            }
+            _ => kept.push(hit),
+        }
+    }
+    kept
+}
+
+/// Whether `find_named` can find anything in an argument list with this argument, found cheaply; most
+/// arguments name nothing. Each of its hits needs a word that names a credential (which holds what
+/// `may_name_credential` looks for) or that starts with `-p`, and a word is a piece of its argument as
+/// written unless a quote or an escape joins it from several.
+fn may_name_credential_in(arg: &str) -> bool {
+    arg.contains(['\'', '"', '\\']) || arg.contains("-p") || may_name_credential(arg)
+}
+
+/// Every credential that a name points at: `--password=VALUE`, `--token VALUE`, `PASSWORD=VALUE` in a
+/// script, and `-pVALUE` after a MySQL client.
+fn find_named<S: AsRef<str>>(argv: &[S], hits: &mut Vec<Hit>) {
     let mut words = Vec::new();
     for (arg, text) in argv.iter().map(AsRef::as_ref).enumerate() {
         let script = arg > 0 && takes_script(argv[arg - 1].as_ref());
@@ -267,18 +295,6 @@ pub fn find<S: AsRef<str>>(argv: &[S]) -> Vec<Hit> {
             });
         }
     }
-    // One hit per value: a value with a credential's shape after a credential's name is found twice.
-    hits.sort_by_key(|h| (h.arg, h.span.start));
-    let mut kept: Vec<Hit> = Vec::with_capacity(hits.len());
-    for hit in hits {
-        match kept.last_mut() {
-            Some(last) if last.arg == hit.arg && hit.span.start < last.span.end => {
-                last.span.end = last.span.end.max(hit.span.end);
-            }
-            _ => kept.push(hit),
-        }
-    }
-    kept
 }
 
 /// Within a match of a URL with a password (`scheme://user:password@`), just the password; any other match
@@ -366,6 +382,7 @@ fn check(pod: &PodView<'_>, _: &CheckContext<'_>, out: &mut Vec<Finding>) {
 mod tests {
     use super::super::testing::*;
     use super::*;
+    use proptest::prelude::*;
     use rstest::rstest;
 
     fn argv(words: &[&str]) -> Vec<String> {
@@ -424,6 +441,85 @@ mod tests {
     #[case::plain(&["nginx", "-g", "daemon off;"])]
     fn ignores(#[case] input: &[&str]) {
         assert_eq!(find(&argv(input)), vec![], "{input:?}");
+    }
+
+    /// Argument lists in which `find_named` finds a credential, with other words around them, and with
+    /// empty quotes and escapes slipped in: the shell reads the same words, but what is written is broken
+    /// up.
+    fn argument_lists() -> impl Strategy<Value = Vec<String>> {
+        const NAMED: &[&[&str]] = &[
+            &["app", "--password=hunter22"],
+            &["app", "--token", "s3cr3t-t0ken"],
+            &["mysql", "-uroot", "-phunter22"],
+            &["sh", "-c", "export DB_PASSWORD=x1y2z3; mysql -phunter22"],
+            &["sh", "-ec", "app --api-key", "abcd1234"],
+            &["app", "-client.Secret=abcd1234"],
+            &["CREDENTIALS=a1b2c3d4", "app"],
+        ];
+        const OTHER: &[&str] = &[
+            "x", "=", "-", "--", ";", "|", " ", "\t", "\n", "'", "\"", "\\", "\u{a0}", "\u{e9}",
+            "app", "env",
+        ];
+        let other = prop_oneof![
+            prop::collection::vec(prop::sample::select(OTHER), 0..6).prop_map(|p| p.concat()),
+            any::<String>(),
+        ];
+        let breaks = prop::collection::vec(
+            (
+                any::<prop::sample::Index>(),
+                prop::sample::select(&["''", "\"\"", "\\"][..]),
+            ),
+            0..3,
+        );
+        (
+            prop::sample::select(NAMED),
+            prop::collection::vec(other, 0..3),
+            prop::collection::vec(breaks, 8),
+        )
+            .prop_map(|(named, other, breaks)| {
+                let mut argv: Vec<String> = named.iter().map(|&a| a.to_owned()).collect();
+                argv.extend(other);
+                for (arg, breaks) in argv.iter_mut().zip(breaks) {
+                    for (at, with) in breaks {
+                        let at = at.index(arg.len() + 1);
+                        if arg.is_char_boundary(at) {
+                            arg.insert_str(at, with);
+                        }
+                    }
+                }
+                argv
+            })
+    }
+
+    proptest! {
+        /// The cheap test never turns away an argument list in which `find_named` finds something.
+        #[test]
+        fn only_arguments_that_name_nothing_are_turned_away(argv in argument_lists()) {
+            let mut hits = Vec::new();
+            find_named(&argv, &mut hits);
+            prop_assert!(hits.is_empty() || argv.iter().any(|arg| may_name_credential_in(arg)), "{argv:?}");
+        }
+    }
+
+    #[test]
+    fn arguments_are_turned_away_cheaply_only_when_nothing_is_named() {
+        for arg in [
+            "--password=x",
+            "-pw0rd",
+            "--pa''ssword=x",
+            "to\\ken",
+            "\u{212a}EY=abcd1234",
+        ] {
+            assert!(may_name_credential_in(arg), "{arg}");
+        }
+        for arg in [
+            "--listen=:8080",
+            "--config=/etc/app/config.yaml",
+            "daemon off;",
+            "--log-format=json",
+        ] {
+            assert!(!may_name_credential_in(arg), "{arg}");
+        }
     }
 
     #[test]
