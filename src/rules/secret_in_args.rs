@@ -16,7 +16,7 @@
 use std::borrow::Cow;
 use std::ops::Range;
 
-use super::secret_in_env::{credential_shapes, is_credential_name, is_inert};
+use super::secret_in_env::{credential_shapes, is_credential_name, is_inert, may_name_credential};
 use super::{
     Check, CheckContext, DefaultMode, Finding, PodView, Rule, RuleId, RuleProfile, Severity,
 };
@@ -48,12 +48,12 @@ pub struct Hit {
 
 /// One shell word of an argument.
 #[derive(Debug)]
-struct Word {
+struct Word<'a> {
     arg: usize,
     /// Where the word is in its argument, quotes included.
     raw: Range<usize>,
-    /// The word with its quotes and escapes removed.
-    text: String,
+    /// The word with its quotes and escapes removed; borrowed from the argument when it has none.
+    text: Cow<'a, str>,
     /// Whether a new simple command starts at this word.
     starts_command: bool,
 }
@@ -61,20 +61,22 @@ struct Word {
 /// Splits `text` into shell words: whitespace separates, quotes group, and `;`, `&`, `|`, `(`, `)`, a
 /// newline and a backquote end a command. Deliberately simple: it only has to find words that name a
 /// credential and the value after them.
-fn split_words(arg: usize, text: &str, first_starts_command: bool, out: &mut Vec<Word>) {
+fn split_words<'a>(arg: usize, text: &'a str, first_starts_command: bool, out: &mut Vec<Word<'a>>) {
     let mut start_next = first_starts_command;
-    let mut current: Option<(usize, String)> = None;
+    // The word being read: where it starts, and its text once a quote or an escape has made that differ
+    // from the raw text.
+    let mut current: Option<(usize, Option<String>)> = None;
     let mut quote: Option<char> = None;
     let mut chars = text.char_indices().peekable();
-    let finish = |current: &mut Option<(usize, String)>,
+    let finish = |current: &mut Option<(usize, Option<String>)>,
                   end: usize,
                   start_next: &mut bool,
-                  out: &mut Vec<Word>| {
-        if let Some((start, word)) = current.take() {
+                  out: &mut Vec<Word<'a>>| {
+        if let Some((start, unquoted)) = current.take() {
             out.push(Word {
                 arg,
                 raw: start..end,
-                text: word,
+                text: unquoted.map_or(Cow::Borrowed(&text[start..end]), Cow::Owned),
                 starts_command: std::mem::take(start_next),
             });
         }
@@ -88,19 +90,19 @@ fn split_words(arg: usize, text: &str, first_starts_command: bool, out: &mut Vec
                     && matches!(next, '"' | '\\' | '$' | '`')
                 {
                     chars.next();
-                    current.get_or_insert((i, String::new())).1.push(next);
+                    unquoted(text, &mut current, i).push(next);
                 } else {
-                    current.get_or_insert((i, String::new())).1.push(c);
+                    unquoted(text, &mut current, i).push(c);
                 }
             }
-            Some(_) => current.get_or_insert((i, String::new())).1.push(c),
+            Some(_) => unquoted(text, &mut current, i).push(c),
             None => match c {
                 '\'' | '"' => {
                     quote = Some(c);
-                    current.get_or_insert((i, String::new()));
+                    unquoted(text, &mut current, i);
                 }
                 '\\' => {
-                    let word = &mut current.get_or_insert((i, String::new())).1;
+                    let word = unquoted(text, &mut current, i);
                     if let Some((_, next)) = chars.next() {
                         word.push(next);
                     }
@@ -110,11 +112,26 @@ fn split_words(arg: usize, text: &str, first_starts_command: bool, out: &mut Vec
                     start_next = true;
                 }
                 c if c.is_whitespace() => finish(&mut current, i, &mut start_next, out),
-                c => current.get_or_insert((i, String::new())).1.push(c),
+                c => match &mut current {
+                    Some((_, Some(word))) => word.push(c),
+                    Some((_, None)) => {}
+                    None => current = Some((i, None)),
+                },
             },
         }
     }
     finish(&mut current, text.len(), &mut start_next, out);
+}
+
+/// The unquoted text of the word being read, for a quote or an escape at byte `i`: from there on it differs
+/// from the raw text, so it is copied out. A word starts at `i` when none is being read.
+fn unquoted<'w>(
+    text: &str,
+    current: &'w mut Option<(usize, Option<String>)>,
+    i: usize,
+) -> &'w mut String {
+    let (start, unquoted) = current.get_or_insert((i, None));
+    unquoted.get_or_insert_with(|| text[*start..i].to_owned())
 }
 
 /// Whether `arg` is a shell option cluster that takes a script: `-c`, `-ec`, `-xc`, `-euxc`.
@@ -139,9 +156,8 @@ fn is_literal(value: &str) -> bool {
     !is_inert(value) && !has_reference(value) && !value.starts_with('-')
 }
 
-/// The name of a `--flag`, a `-flag` or a `VARIABLE` word, with dashes and dots made underscores, as the
-/// credential-name pattern reads it; `None` for anything else.
-fn flag_name(word: &str) -> Option<String> {
+/// The name of a `--flag`, a `-flag` or a `VARIABLE` word, without its dashes; `None` for anything else.
+fn flag_name(word: &str) -> Option<&str> {
     let bare = word.trim_start_matches('-');
     let dashes = word.len() - bare.len();
     let ok = !bare.is_empty()
@@ -150,7 +166,13 @@ fn flag_name(word: &str) -> Option<String> {
         && bare
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'));
-    ok.then(|| bare.replace(['-', '.'], "_"))
+    ok.then_some(bare)
+}
+
+/// Whether a flag's or a variable's name says it holds a credential, read as the credential-name pattern
+/// reads it: with dashes and dots made underscores (which `may_name_credential` does not care about).
+fn names_credential(name: &str) -> bool {
+    may_name_credential(name) && is_credential_name(&name.replace(['-', '.'], "_"))
 }
 
 /// The MySQL and MariaDB clients, whose `-pVALUE` is a password.
@@ -168,9 +190,9 @@ fn is_prefix_command(word: &str) -> bool {
 }
 
 /// Every credential in an argument list (a container's command and args together, or an exec's command).
-pub fn find(argv: &[String]) -> Vec<Hit> {
+pub fn find<S: AsRef<str>>(argv: &[S]) -> Vec<Hit> {
     let mut hits = Vec::new();
-    for (arg, text) in argv.iter().enumerate() {
+    for (arg, text) in argv.iter().map(AsRef::as_ref).enumerate() {
         for (what, span) in credential_shapes(text) {
             hits.push(Hit {
                 arg,
@@ -179,9 +201,37 @@ pub fn find(argv: &[String]) -> Vec<Hit> {
             });
         }
     }
+    if argv.iter().any(|arg| may_name_credential_in(arg.as_ref())) {
+        find_named(argv, &mut hits);
+    }
+    // One hit per value: a value with a credential's shape after a credential's name is found twice.
+    hits.sort_by_key(|h| (h.arg, h.span.start));
+    let mut kept: Vec<Hit> = Vec::with_capacity(hits.len());
+    for hit in hits {
+        match kept.last_mut() {
+            Some(last) if last.arg == hit.arg && hit.span.start < last.span.end => {
+                last.span.end = last.span.end.max(hit.span.end);
+            }
+            _ => kept.push(hit),
+        }
+    }
+    kept
+}
+
+/// Whether `find_named` can find anything in an argument list with this argument, found cheaply; most
+/// arguments name nothing. Each of its hits needs a word that names a credential (which holds what
+/// `may_name_credential` looks for) or that starts with `-p`, and a word is a piece of its argument as
+/// written unless a quote or an escape joins it from several.
+fn may_name_credential_in(arg: &str) -> bool {
+    arg.contains(['\'', '"', '\\']) || arg.contains("-p") || may_name_credential(arg)
+}
+
+/// Every credential that a name points at: `--password=VALUE`, `--token VALUE`, `PASSWORD=VALUE` in a
+/// script, and `-pVALUE` after a MySQL client.
+fn find_named<S: AsRef<str>>(argv: &[S], hits: &mut Vec<Hit>) {
     let mut words = Vec::new();
-    for (arg, text) in argv.iter().enumerate() {
-        let script = arg > 0 && takes_script(&argv[arg - 1]);
+    for (arg, text) in argv.iter().map(AsRef::as_ref).enumerate() {
+        let script = arg > 0 && takes_script(argv[arg - 1].as_ref());
         split_words(arg, text, arg == 0 || script, &mut words);
     }
     let mut command = "";
@@ -207,11 +257,8 @@ pub fn find(argv: &[String]) -> Vec<Hit> {
         let value_at = |offset_in_raw: usize| word.raw.start + offset_in_raw..word.raw.end;
         if let Some((name, value)) = assignment {
             // `--password=VALUE`, `-password=VALUE`, `PASSWORD=VALUE`.
-            if let Some(normal) = flag_name(name)
-                && is_credential_name(&normal)
-                && is_literal(value)
-            {
-                let raw = &argv[word.arg][word.raw.clone()];
+            if flag_name(name).is_some_and(names_credential) && is_literal(value) {
+                let raw = &argv[word.arg].as_ref()[word.raw.clone()];
                 let eq = raw.find('=').map_or(0, |i| i + 1);
                 hits.push(Hit {
                     arg: word.arg,
@@ -236,8 +283,7 @@ pub fn find(argv: &[String]) -> Vec<Hit> {
         }
         // `--token VALUE`: a credential-named flag, then its value as the next word of the same command.
         if word.text.starts_with('-')
-            && let Some(normal) = flag_name(&word.text)
-            && is_credential_name(&normal)
+            && flag_name(&word.text).is_some_and(names_credential)
             && let Some(next) = words.get(w + 1)
             && !next.starts_command
             && is_literal(&next.text)
@@ -249,18 +295,6 @@ pub fn find(argv: &[String]) -> Vec<Hit> {
             });
         }
     }
-    // One hit per value: a value with a credential's shape after a credential's name is found twice.
-    hits.sort_by_key(|h| (h.arg, h.span.start));
-    let mut kept: Vec<Hit> = Vec::with_capacity(hits.len());
-    for hit in hits {
-        match kept.last_mut() {
-            Some(last) if last.arg == hit.arg && hit.span.start < last.span.end => {
-                last.span.end = last.span.end.max(hit.span.end);
-            }
-            _ => kept.push(hit),
-        }
-    }
-    kept
 }
 
 /// Within a match of a URL with a password (`scheme://user:password@`), just the password; any other match
@@ -279,9 +313,10 @@ fn password_of_url(text: &str, span: Range<usize>) -> Range<usize> {
 }
 
 /// The arguments with every credential `find` sees replaced by `REDACTED`.
-pub fn redact(argv: &[String]) -> Vec<Cow<'_, str>> {
+pub fn redact<S: AsRef<str>>(argv: &[S]) -> Vec<Cow<'_, str>> {
     let hits = find(argv);
     argv.iter()
+        .map(AsRef::as_ref)
         .enumerate()
         .map(|(i, text)| {
             let spans: Vec<Range<usize>> = hits
@@ -290,7 +325,7 @@ pub fn redact(argv: &[String]) -> Vec<Cow<'_, str>> {
                 .map(|h| h.span.clone())
                 .collect();
             if spans.is_empty() {
-                return Cow::Borrowed(text.as_str());
+                return Cow::Borrowed(text);
             }
             // `find` sorts its hits and merges the ones that overlap.
             let mut out = String::with_capacity(text.len());
@@ -312,7 +347,7 @@ fn check(pod: &PodView<'_>, _: &CheckContext<'_>, out: &mut Vec<Finding>) {
         if command.is_empty() && args.is_empty() {
             continue;
         }
-        let argv: Vec<String> = command.iter().chain(args).cloned().collect();
+        let argv: Vec<&str> = command.iter().chain(args).map(String::as_str).collect();
         let hits = find(&argv);
         let mut k = 0;
         while k < hits.len() {
@@ -347,6 +382,7 @@ fn check(pod: &PodView<'_>, _: &CheckContext<'_>, out: &mut Vec<Finding>) {
 mod tests {
     use super::super::testing::*;
     use super::*;
+    use proptest::prelude::*;
     use rstest::rstest;
 
     fn argv(words: &[&str]) -> Vec<String> {
@@ -405,6 +441,85 @@ mod tests {
     #[case::plain(&["nginx", "-g", "daemon off;"])]
     fn ignores(#[case] input: &[&str]) {
         assert_eq!(find(&argv(input)), vec![], "{input:?}");
+    }
+
+    /// Argument lists in which `find_named` finds a credential, with other words around them, and with
+    /// empty quotes and escapes slipped in: the shell reads the same words, but what is written is broken
+    /// up.
+    fn argument_lists() -> impl Strategy<Value = Vec<String>> {
+        const NAMED: &[&[&str]] = &[
+            &["app", "--password=hunter22"],
+            &["app", "--token", "s3cr3t-t0ken"],
+            &["mysql", "-uroot", "-phunter22"],
+            &["sh", "-c", "export DB_PASSWORD=x1y2z3; mysql -phunter22"],
+            &["sh", "-ec", "app --api-key", "abcd1234"],
+            &["app", "-client.Secret=abcd1234"],
+            &["CREDENTIALS=a1b2c3d4", "app"],
+        ];
+        const OTHER: &[&str] = &[
+            "x", "=", "-", "--", ";", "|", " ", "\t", "\n", "'", "\"", "\\", "\u{a0}", "\u{e9}",
+            "app", "env",
+        ];
+        let other = prop_oneof![
+            prop::collection::vec(prop::sample::select(OTHER), 0..6).prop_map(|p| p.concat()),
+            any::<String>(),
+        ];
+        let breaks = prop::collection::vec(
+            (
+                any::<prop::sample::Index>(),
+                prop::sample::select(&["''", "\"\"", "\\"][..]),
+            ),
+            0..3,
+        );
+        (
+            prop::sample::select(NAMED),
+            prop::collection::vec(other, 0..3),
+            prop::collection::vec(breaks, 8),
+        )
+            .prop_map(|(named, other, breaks)| {
+                let mut argv: Vec<String> = named.iter().map(|&a| a.to_owned()).collect();
+                argv.extend(other);
+                for (arg, breaks) in argv.iter_mut().zip(breaks) {
+                    for (at, with) in breaks {
+                        let at = at.index(arg.len() + 1);
+                        if arg.is_char_boundary(at) {
+                            arg.insert_str(at, with);
+                        }
+                    }
+                }
+                argv
+            })
+    }
+
+    proptest! {
+        /// The cheap test never turns away an argument list in which `find_named` finds something.
+        #[test]
+        fn only_arguments_that_name_nothing_are_turned_away(argv in argument_lists()) {
+            let mut hits = Vec::new();
+            find_named(&argv, &mut hits);
+            prop_assert!(hits.is_empty() || argv.iter().any(|arg| may_name_credential_in(arg)), "{argv:?}");
+        }
+    }
+
+    #[test]
+    fn arguments_are_turned_away_cheaply_only_when_nothing_is_named() {
+        for arg in [
+            "--password=x",
+            "-pw0rd",
+            "--pa''ssword=x",
+            "to\\ken",
+            "\u{212a}EY=abcd1234",
+        ] {
+            assert!(may_name_credential_in(arg), "{arg}");
+        }
+        for arg in [
+            "--listen=:8080",
+            "--config=/etc/app/config.yaml",
+            "daemon off;",
+            "--log-format=json",
+        ] {
+            assert!(!may_name_credential_in(arg), "{arg}");
+        }
     }
 
     #[test]

@@ -90,18 +90,19 @@ static NAMES: LazyLock<(Regex, Regex)> = LazyLock::new(|| {
 pub(crate) fn is_inert(value: &str) -> bool {
     let v = value.trim();
     v.len() < 4
-        || matches!(
-            v.to_ascii_lowercase().as_str(),
-            "true"
-                | "false"
-                | "yes"
-                | "no"
-                | "none"
-                | "null"
-                | "enabled"
-                | "disabled"
-                | "changeme-in-secret"
-        )
+        || [
+            "true",
+            "false",
+            "yes",
+            "no",
+            "none",
+            "null",
+            "enabled",
+            "disabled",
+            "changeme-in-secret",
+        ]
+        .iter()
+        .any(|word| v.eq_ignore_ascii_case(word))
         || v.bytes().all(|b| b.is_ascii_digit())
         || (v.starts_with("$(") && v.ends_with(')'))
         || (v.starts_with("${") && v.ends_with('}'))
@@ -121,7 +122,30 @@ pub fn classify(name: &str, value: &str) -> Option<&'static str> {
 /// Whether a name (of a variable, or of a flag with its dashes made underscores) says it holds a credential.
 pub(crate) fn is_credential_name(name: &str) -> bool {
     let (names, exceptions) = &*NAMES;
-    names.is_match(name) && !exceptions.is_match(name)
+    may_name_credential(name) && names.is_match(name) && !exceptions.is_match(name)
+}
+
+/// Whether `name` can match `NAME_PATTERN`, found cheaply: every match holds `pass`, `secret`, `token`,
+/// `key` or `credential` in some case. Most names hold none. A name that is not ASCII is left to the
+/// pattern, which folds case the Unicode way (the Kelvin sign is a `k`).
+pub(crate) fn may_name_credential(name: &str) -> bool {
+    let at = |rest: &[u8], word: &[u8]| {
+        rest.get(..word.len())
+            .is_some_and(|r| r.eq_ignore_ascii_case(word))
+    };
+    let b = name.as_bytes();
+    !name.is_ascii()
+        || (0..b.len()).any(|i| {
+            let rest = &b[i..];
+            match rest[0].to_ascii_lowercase() {
+                b'p' => at(rest, b"pass"),
+                b's' => at(rest, b"secret"),
+                b't' => at(rest, b"token"),
+                b'k' => at(rest, b"key"),
+                b'c' => at(rest, b"credential"),
+                _ => false,
+            }
+        })
 }
 
 /// Every place in `text` that has a credential's shape (`VALUE_PATTERNS`): what it looks like, and where.
@@ -129,7 +153,9 @@ pub(crate) fn credential_shapes(
     text: &str,
 ) -> impl Iterator<Item = (&'static str, std::ops::Range<usize>)> + '_ {
     let (set, each) = &*VALUES;
-    set.matches(text).into_iter().flat_map(move |i| {
+    // Most texts have no such shape; `is_match` says so without the allocation of `matches`.
+    let found = set.is_match(text).then(|| set.matches(text));
+    found.into_iter().flatten().flat_map(move |i| {
         each[i]
             .find_iter(text)
             .map(move |m| (VALUE_PATTERNS[i].0, m.range()))
@@ -163,6 +189,8 @@ fn check(pod: &PodView<'_>, _: &CheckContext<'_>, out: &mut Vec<Finding>) {
 mod tests {
     use super::super::testing::*;
     use super::*;
+    use proptest::prelude::*;
+    use proptest::string::string_regex;
     use rstest::rstest;
 
     #[rstest]
@@ -214,6 +242,43 @@ mod tests {
     #[case::format("SECRETS_FORMAT", "compact")]
     fn ignores(#[case] name: &str, #[case] value: &str) {
         assert_eq!(classify(name, value), None, "{name}={value}");
+    }
+
+    /// Names like `NAME_PATTERN`'s matches, in any case (Unicode's too), amid other text.
+    fn names() -> impl Strategy<Value = String> {
+        let credential = string_regex(NAME_PATTERN).expect("the name pattern generates");
+        let around = || string_regex(r"(?i)[a-z0-9_.\-]{0,6}").expect("generates");
+        prop_oneof![
+            (around(), credential, around()).prop_map(|(a, b, c)| format!("{a}{b}{c}")),
+            any::<String>(),
+            "[ -~]{0,24}",
+        ]
+    }
+
+    proptest! {
+        /// The cheap test never turns away a name that the pattern matches.
+        #[test]
+        fn only_names_the_pattern_cannot_match_are_turned_away(name in names()) {
+            let (pattern, _) = &*NAMES;
+            prop_assert!(may_name_credential(&name) || !pattern.is_match(&name), "{name:?}");
+        }
+    }
+
+    #[test]
+    fn names_are_turned_away_cheaply_only_when_nothing_names_a_credential() {
+        for name in [
+            "DB_PASSWORD",
+            "client_secret",
+            "x-Api-Key",
+            "TOKEN",
+            "Credentials",
+            "\u{212a}EY",
+        ] {
+            assert!(may_name_credential(name), "{name}");
+        }
+        for name in ["APP_NAME", "LOG_LEVEL", "listen", "log_format", "PASWORD"] {
+            assert!(!may_name_credential(name), "{name}");
+        }
     }
 
     #[test]
