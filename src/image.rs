@@ -332,12 +332,14 @@ fn split_docker_domain(s: &str) -> (&str, &str, bool) {
 
 /// Splits a domain into host and port (`[::1]:5000` -> `[::1]`, `5000`).
 fn split_host_port(domain: &str) -> (&str, Option<&str>) {
+    // Byte searches: a domain is a few bytes long, too short for `str::find` to pay off.
+    let find = |s: &str, byte: u8| s.bytes().position(|b| b == byte);
     let from = if domain.starts_with('[') {
-        domain.find(']').unwrap_or(0)
+        find(domain, b']').unwrap_or(0)
     } else {
         0
     };
-    match domain[from..].find(':') {
+    match find(&domain[from..], b':') {
         Some(i) => (&domain[..from + i], Some(&domain[from + i + 1..])),
         None => (domain, None),
     }

@@ -16,7 +16,9 @@
 use std::borrow::Cow;
 use std::ops::Range;
 
-use super::secret_in_env::{credential_shapes, is_credential_name, is_inert, may_name_credential};
+use super::secret_in_env::{
+    credential_shapes, is_credential_name, is_inert, may_name_credential, starts_credential_word,
+};
 use super::{
     Check, CheckContext, DefaultMode, Finding, PodView, Rule, RuleId, RuleProfile, Severity,
 };
@@ -219,11 +221,18 @@ pub fn find<S: AsRef<str>>(argv: &[S]) -> Vec<Hit> {
 }
 
 /// Whether `find_named` can find anything in an argument list with this argument, found cheaply; most
-/// arguments name nothing. Each of its hits needs a word that names a credential (which holds what
+/// arguments name nothing. Each of its hits needs a word that names a credential (and so holds what
 /// `may_name_credential` looks for) or that starts with `-p`, and a word is a piece of its argument as
-/// written unless a quote or an escape joins it from several.
+/// written unless a quote or an escape joins it from several. Like `may_name_credential`, this leaves
+/// what is not ASCII to the full reading.
 fn may_name_credential_in(arg: &str) -> bool {
-    arg.contains(['\'', '"', '\\']) || arg.contains("-p") || may_name_credential(arg)
+    let b = arg.as_bytes();
+    !arg.is_ascii()
+        || (0..b.len()).any(|i| match b[i] {
+            b'\'' | b'"' | b'\\' => true,
+            b'-' => b.get(i + 1) == Some(&b'p'),
+            _ => starts_credential_word(&b[i..]),
+        })
 }
 
 /// Every credential that a name points at: `--password=VALUE`, `--token VALUE`, `PASSWORD=VALUE` in a

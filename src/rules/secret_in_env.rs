@@ -129,23 +129,23 @@ pub(crate) fn is_credential_name(name: &str) -> bool {
 /// `key` or `credential` in some case. Most names hold none. A name that is not ASCII is left to the
 /// pattern, which folds case the Unicode way (the Kelvin sign is a `k`).
 pub(crate) fn may_name_credential(name: &str) -> bool {
-    let at = |rest: &[u8], word: &[u8]| {
-        rest.get(..word.len())
-            .is_some_and(|r| r.eq_ignore_ascii_case(word))
+    !name.is_ascii() || (0..name.len()).any(|i| starts_credential_word(&name.as_bytes()[i..]))
+}
+
+/// Whether `text` starts with `pass`, `secret`, `token`, `key` or `credential`, in any ASCII case.
+pub(crate) fn starts_credential_word(text: &[u8]) -> bool {
+    let starts = |word: &[u8]| {
+        text.get(..word.len())
+            .is_some_and(|t| t.eq_ignore_ascii_case(word))
     };
-    let b = name.as_bytes();
-    !name.is_ascii()
-        || (0..b.len()).any(|i| {
-            let rest = &b[i..];
-            match rest[0].to_ascii_lowercase() {
-                b'p' => at(rest, b"pass"),
-                b's' => at(rest, b"secret"),
-                b't' => at(rest, b"token"),
-                b'k' => at(rest, b"key"),
-                b'c' => at(rest, b"credential"),
-                _ => false,
-            }
-        })
+    match text.first().map(u8::to_ascii_lowercase) {
+        Some(b'p') => starts(b"pass"),
+        Some(b's') => starts(b"secret"),
+        Some(b't') => starts(b"token"),
+        Some(b'k') => starts(b"key"),
+        Some(b'c') => starts(b"credential"),
+        _ => false,
+    }
 }
 
 /// Every place in `text` that has a credential's shape (`VALUE_PATTERNS`): what it looks like, and where.
