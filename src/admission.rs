@@ -21,7 +21,7 @@ use crate::policy::Policy;
 use crate::policy::edit;
 use crate::registry::RegistryFacts;
 use crate::rules::RuleId;
-use crate::workload::{DecodeError, Workload, WorkloadKind, WorkloadSeed};
+use crate::workload::{DecodeError, Text, Workload, WorkloadKind, WorkloadSeed};
 
 /// The only AdmissionReview version Vigil speaks.
 pub const API_VERSION: &str = "admission.k8s.io/v1";
@@ -161,11 +161,11 @@ impl<'de: 'a, 'a> Deserialize<'de> for FastEnvelope<'a> {
                     request: None,
                 };
                 let mut seen = Seen::default();
-                while let Some(key) = map.next_key::<Cow<'de, str>>()? {
-                    seen.first_time::<A::Error>(&key)?;
+                while let Some(Text(key)) = map.next_key::<Text<'de>>()? {
+                    seen.first_time::<A::Error>(key.clone())?;
                     match key.as_ref() {
-                        "apiVersion" => envelope.api_version = map.next_value()?,
-                        "kind" => envelope.kind = map.next_value()?,
+                        "apiVersion" => envelope.api_version = text(&mut map)?,
+                        "kind" => envelope.kind = text(&mut map)?,
                         "request" => {
                             envelope.request =
                                 map.next_value::<Option<FastRequest<'de>>>()?.map(|r| r.0)
@@ -184,17 +184,23 @@ impl<'de: 'a, 'a> Deserialize<'de> for FastEnvelope<'a> {
 
 struct FastRequest<'a>(RequestEnvelope<'a>);
 
-/// The keys of one JSON object seen so far. A key seen twice is an error, as in the derived decoders:
-/// "later wins" would let a second `object` hide the first.
-#[derive(Default)]
-struct Seen(Vec<String>);
+/// An optional string value of a map, borrowed from the body where it can be.
+fn text<'de, A: serde::de::MapAccess<'de>>(map: &mut A) -> Result<Option<Cow<'de, str>>, A::Error> {
+    Ok(map.next_value::<Option<Text<'de>>>()?.map(|t| t.0))
+}
 
-impl Seen {
-    fn first_time<E: serde::de::Error>(&mut self, key: &str) -> Result<(), E> {
-        if self.0.iter().any(|k| k == key) {
+/// The keys of one JSON object seen so far. A key seen twice is an error, as in the derived decoders:
+/// "later wins" would let a second `object` hide the first. Keys are borrowed from the body; only a key
+/// written with escapes is a copy.
+#[derive(Default)]
+struct Seen<'de>(Vec<Cow<'de, str>>);
+
+impl<'de> Seen<'de> {
+    fn first_time<E: serde::de::Error>(&mut self, key: Cow<'de, str>) -> Result<(), E> {
+        if self.0.contains(&key) {
             return Err(E::custom(format_args!("duplicate field `{key}`")));
         }
-        self.0.push(key.to_owned());
+        self.0.push(key);
         Ok(())
     }
 }
@@ -227,15 +233,15 @@ impl<'de: 'a, 'a> Deserialize<'de> for FastRequest<'a> {
                     }
                 };
                 let mut seen = Seen::default();
-                while let Some(key) = map.next_key::<Cow<'de, str>>()? {
-                    seen.first_time::<A::Error>(&key)?;
+                while let Some(Text(key)) = map.next_key::<Text<'de>>()? {
+                    seen.first_time::<A::Error>(key.clone())?;
                     match key.as_ref() {
-                        "uid" => r.uid = map.next_value()?,
+                        "uid" => r.uid = text(&mut map)?,
                         "kind" => r.kind = map.next_value()?,
-                        "subResource" => r.sub_resource = map.next_value()?,
-                        "name" => r.name = map.next_value()?,
-                        "namespace" => r.namespace = map.next_value()?,
-                        "operation" => r.operation = map.next_value()?,
+                        "subResource" => r.sub_resource = text(&mut map)?,
+                        "name" => r.name = text(&mut map)?,
+                        "namespace" => r.namespace = text(&mut map)?,
+                        "operation" => r.operation = text(&mut map)?,
                         "userInfo" => r.user_info = map.next_value()?,
                         "dryRun" => r.dry_run = map.next_value()?,
                         "options" => r.options = map.next_value()?,
@@ -1261,6 +1267,69 @@ fn same_annotation(have: &str, want: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn enforce_policy() -> Policy {
+        Policy::parse(
+            "apiVersion: vigil.dev/v1alpha1\nkind: Policy\nmode: enforce\n",
+            "p",
+        )
+        .unwrap()
+    }
+
+    /// Keys and strings written with escapes read as their text, in the envelope, the request and the object.
+    #[test]
+    fn escaped_keys_and_values_read_as_their_text() {
+        let body = r#"{"api\u0056ersion":"admission.k8s.io/v1","kind":"Admission\u0052eview",
+            "request":{"\u0075id":"u\u0031","kind":{"group":"","version":"v1","kind":"Pod"},
+            "operation":"CR\u0045ATE","namespace":"n\u0073","name":"p",
+            "object":{"metadata":{"name":"p","annotations":{"vigil.dev/al\u0065rt":"x","other":"y"}},
+                      "spec":{"volumes":[{"name":"v","host\u0050ath":{"path":"/etc"}}],
+                              "containers":[{"name":"c","image":"nginx:1.27"}]}}}}"#;
+        let policy = enforce_policy();
+        let prepared = prepare(
+            &policy,
+            body.as_bytes(),
+            OffsetDateTime::now_utc(),
+            Endpoint::Validate,
+            &ConfigMapRef::default(),
+        )
+        .unwrap();
+        let Prepared::Evaluate(pending) = prepared else {
+            panic!("the review was answered without evaluation");
+        };
+        assert_eq!(pending.uid, "u1");
+        assert_eq!(pending.operation, Operation::Create);
+        assert_eq!(pending.summary.namespace, "ns");
+        assert_eq!(
+            pending.object.metadata.annotation("vigil.dev/alert"),
+            Some("x")
+        );
+        assert_eq!(pending.object.metadata.annotation("other"), None);
+        let volume = &pending.object.spec.volumes[0];
+        assert_eq!(volume.host_path.as_deref(), Some("/etc"));
+        assert_eq!(volume.sources, ["hostPath"]);
+    }
+
+    /// A key given twice is refused even when one of the two is written with escapes.
+    #[test]
+    fn a_key_given_twice_with_and_without_escapes_is_refused() {
+        let body = r#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview",
+            "request":{"uid":"a","kind":{"group":"","version":"v1","kind":"Pod"},"operation":"CREATE",
+            "object":{"spec":{"containers":[{"name":"c","image":"nginx:1.27"}]}},"\u0075id":"b"}}"#;
+        let reviewed = review(
+            &enforce_policy(),
+            body.as_bytes(),
+            OffsetDateTime::now_utc(),
+            Endpoint::Validate,
+            &ConfigMapRef::default(),
+        )
+        .unwrap();
+        assert_eq!(reviewed.summary.decision, "denied");
+        let answer: serde_json::Value = serde_json::from_slice(&reviewed.body).unwrap();
+        assert_eq!(answer["response"]["status"]["code"], 400);
+        let message = answer["response"]["status"]["message"].as_str().unwrap();
+        assert!(message.contains("duplicate field `uid`"), "{message}");
+    }
 
     #[test]
     fn huge_objects_make_bounded_answers() {

@@ -5,6 +5,7 @@
 //! error, so a rule never silently misses a value it was meant to judge. `null` is read the way the API
 //! server's Go decoder reads it: as absent.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fmt;
 
@@ -24,6 +25,33 @@ where
 pub(crate) fn nullable_strings<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
     let items = Option::<Vec<Option<String>>>::deserialize(d)?.unwrap_or_default();
     Ok(items.into_iter().map(Option::unwrap_or_default).collect())
+}
+
+/// A string borrowed from the input when the deserializer can lend it (JSON text without escapes), and a
+/// copy otherwise. serde's own `Cow<str>` always copies unless a derived field is marked `borrow`, which
+/// does not reach keys or `Option`s.
+pub(crate) struct Text<'de>(pub(crate) Cow<'de, str>);
+
+impl<'de> Deserialize<'de> for Text<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct TextVisitor;
+        impl<'de> Visitor<'de> for TextVisitor {
+            type Value = Text<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Text<'de>, E> {
+                Ok(Text(Cow::Borrowed(v)))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Text<'de>, E> {
+                Ok(Text(Cow::Owned(v.to_owned())))
+            }
+            fn visit_string<E: de::Error>(self, v: String) -> Result<Text<'de>, E> {
+                Ok(Text(Cow::Owned(v)))
+            }
+        }
+        d.deserialize_str(TextVisitor)
+    }
 }
 
 /// The pod-bearing kinds Vigil covers.
@@ -197,7 +225,7 @@ impl<'de> Deserialize<'de> for Annotations {
             }
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Annotations, A::Error> {
                 let mut kept = BTreeMap::new();
-                while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+                while let Some(Text(key)) = map.next_key::<Text<'de>>()? {
                     if Annotations::is_kept(&key) {
                         // A null value reads as empty, as in Go; the last of duplicate keys wins, as in Go.
                         let value = map.next_value::<Option<String>>()?.unwrap_or_default();
@@ -452,8 +480,8 @@ impl<'de> Deserialize<'de> for Volume {
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Volume, A::Error> {
                 let mut volume = Volume::default();
                 let mut seen_name = false;
-                while let Some(key) = map.next_key::<String>()? {
-                    match key.as_str() {
+                while let Some(Text(key)) = map.next_key::<Text<'de>>()? {
+                    match key.as_ref() {
                         "name" => {
                             if seen_name {
                                 return Err(de::Error::duplicate_field("name"));
@@ -464,13 +492,13 @@ impl<'de> Deserialize<'de> for Volume {
                         "hostPath" => {
                             if let Some(src) = map.next_value::<Option<HostPathSource>>()? {
                                 volume.host_path = Some(src.path);
-                                volume.sources.push(key);
+                                volume.sources.push(key.into_owned());
                             }
                         }
                         _ => {
                             // A source given as null is not set, as in Go.
                             if map.next_value::<Option<IgnoredAny>>()?.is_some() {
-                                volume.sources.push(key);
+                                volume.sources.push(key.into_owned());
                             }
                         }
                     }
