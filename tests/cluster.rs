@@ -1104,11 +1104,15 @@ fn exec_attach_and_port_forward_are_recorded_then_refused_and_exempted_by_group(
     let seen = webhook.alerts().len();
     let (status, body) = port_forward(&cluster, "dev", "prod-a", "db");
     assert!(!body.contains("admission webhook"), "{status} {body}");
-    let alert = webhook.alert_since(seen, "Pod", "prod-a", "db", "CONNECT");
-    assert!(
-        rules_of(&alert).contains(&"port-forward".to_string()),
-        "{alert}"
-    );
+    // kubectl exec may send two CONNECTs (WebSocket first, then SPDY), and the record of the second can
+    // land after `seen`: wait for the port-forward record itself.
+    let alert = wait_for("the port-forward alert", Duration::from_secs(5), || {
+        webhook.alerts().into_iter().skip(seen).find(|a| {
+            a["object"]["name"] == "db"
+                && a["operation"] == "CONNECT"
+                && rules_of(a).contains(&"port-forward".to_string())
+        })
+    });
     assert!(alert.to_string().contains("5432"), "{alert}");
 
     // Enforce, with an exemption for the SRE group in prod-*.
