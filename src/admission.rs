@@ -5,6 +5,8 @@
 //! review whose object does not decode is denied in-band, never turned into an HTTP error, because an HTTP
 //! error hands the decision to the webhook's failurePolicy, which may be Ignore.
 
+mod fast;
+
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 
@@ -21,7 +23,7 @@ use crate::policy::Policy;
 use crate::policy::edit;
 use crate::registry::RegistryFacts;
 use crate::rules::RuleId;
-use crate::workload::{DecodeError, Text, Workload, WorkloadKind, WorkloadSeed};
+use crate::workload::{DecodeError, Workload, WorkloadKind};
 
 /// The only AdmissionReview version Vigil speaks.
 pub const API_VERSION: &str = "admission.k8s.io/v1";
@@ -57,7 +59,7 @@ impl ReviewError {
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct Envelope<'a> {
     #[serde(borrow, default)]
@@ -68,7 +70,7 @@ struct Envelope<'a> {
     request: Option<RequestEnvelope<'a>>,
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Debug, Deserialize, Default)]
 struct GroupVersionKind<'a> {
     #[serde(borrow, default)]
     group: Cow<'a, str>,
@@ -76,7 +78,7 @@ struct GroupVersionKind<'a> {
     kind: Cow<'a, str>,
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Debug, Deserialize, Default)]
 struct UserInfo {
     #[serde(default)]
     username: Option<String>,
@@ -86,6 +88,7 @@ struct UserInfo {
 
 /// An object in a review: raw JSON (read as its kind later), or already decoded on the way (the fast path).
 // Two per review at most, moved once: boxing the decoded one would only add an allocation.
+#[derive(Debug)]
 #[allow(clippy::large_enum_variant)]
 enum ObjectValue<'a> {
     Raw(&'a RawValue),
@@ -98,7 +101,7 @@ impl<'de: 'a, 'a> Deserialize<'de> for ObjectValue<'a> {
     }
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Debug, Deserialize, Default)]
 #[serde(rename_all = "camelCase")]
 struct RequestEnvelope<'a> {
     #[serde(borrow, default)]
@@ -134,128 +137,6 @@ impl RequestEnvelope<'_> {
             username: user.and_then(|u| u.username.clone()).unwrap_or_default(),
             groups: user.and_then(|u| u.groups.clone()).unwrap_or_default(),
         }
-    }
-}
-
-/// The envelope read in one pass: when the request's `kind` comes before its objects, as the API server
-/// writes it, the objects are decoded as that kind on the way instead of being scanned twice. Anything
-/// unusual (an error anywhere, objects before the kind) is left to the plain `Envelope`, which reports
-/// errors with their paths.
-struct FastEnvelope<'a>(Envelope<'a>);
-
-impl<'de: 'a, 'a> Deserialize<'de> for FastEnvelope<'a> {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct EnvelopeVisitor;
-        impl<'de> serde::de::Visitor<'de> for EnvelopeVisitor {
-            type Value = FastEnvelope<'de>;
-            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str("an AdmissionReview")
-            }
-            fn visit_map<A: serde::de::MapAccess<'de>>(
-                self,
-                mut map: A,
-            ) -> Result<Self::Value, A::Error> {
-                let mut envelope = Envelope {
-                    api_version: None,
-                    kind: None,
-                    request: None,
-                };
-                let mut seen = Seen::default();
-                while let Some(Text(key)) = map.next_key::<Text<'de>>()? {
-                    seen.first_time::<A::Error>(key.clone())?;
-                    match key.as_ref() {
-                        "apiVersion" => envelope.api_version = text(&mut map)?,
-                        "kind" => envelope.kind = text(&mut map)?,
-                        "request" => {
-                            envelope.request =
-                                map.next_value::<Option<FastRequest<'de>>>()?.map(|r| r.0)
-                        }
-                        _ => {
-                            map.next_value::<serde::de::IgnoredAny>()?;
-                        }
-                    }
-                }
-                Ok(FastEnvelope(envelope))
-            }
-        }
-        d.deserialize_map(EnvelopeVisitor)
-    }
-}
-
-struct FastRequest<'a>(RequestEnvelope<'a>);
-
-/// An optional string value of a map, borrowed from the body where it can be.
-fn text<'de, A: serde::de::MapAccess<'de>>(map: &mut A) -> Result<Option<Cow<'de, str>>, A::Error> {
-    Ok(map.next_value::<Option<Text<'de>>>()?.map(|t| t.0))
-}
-
-/// The keys of one JSON object seen so far. A key seen twice is an error, as in the derived decoders:
-/// "later wins" would let a second `object` hide the first. Keys are borrowed from the body; only a key
-/// written with escapes is a copy.
-#[derive(Default)]
-struct Seen<'de>(Vec<Cow<'de, str>>);
-
-impl<'de> Seen<'de> {
-    fn first_time<E: serde::de::Error>(&mut self, key: Cow<'de, str>) -> Result<(), E> {
-        if self.0.contains(&key) {
-            return Err(E::custom(format_args!("duplicate field `{key}`")));
-        }
-        self.0.push(key);
-        Ok(())
-    }
-}
-
-impl<'de: 'a, 'a> Deserialize<'de> for FastRequest<'a> {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct RequestVisitor;
-        impl<'de> serde::de::Visitor<'de> for RequestVisitor {
-            type Value = FastRequest<'de>;
-            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str("an AdmissionRequest")
-            }
-            fn visit_map<A: serde::de::MapAccess<'de>>(
-                self,
-                mut map: A,
-            ) -> Result<Self::Value, A::Error> {
-                let mut r = RequestEnvelope::default();
-                let object = |map: &mut A,
-                              r: &RequestEnvelope<'de>|
-                 -> Result<Option<ObjectValue<'de>>, A::Error> {
-                    let covered = r
-                        .kind
-                        .as_ref()
-                        .and_then(|k| WorkloadKind::from_group_kind(&k.group, &k.kind));
-                    match covered {
-                        Some(kind) => Ok(map
-                            .next_value_seed(WorkloadSeed(kind))?
-                            .map(ObjectValue::Decoded)),
-                        None => map.next_value(),
-                    }
-                };
-                let mut seen = Seen::default();
-                while let Some(Text(key)) = map.next_key::<Text<'de>>()? {
-                    seen.first_time::<A::Error>(key.clone())?;
-                    match key.as_ref() {
-                        "uid" => r.uid = text(&mut map)?,
-                        "kind" => r.kind = map.next_value()?,
-                        "subResource" => r.sub_resource = text(&mut map)?,
-                        "name" => r.name = text(&mut map)?,
-                        "namespace" => r.namespace = text(&mut map)?,
-                        "operation" => r.operation = text(&mut map)?,
-                        "userInfo" => r.user_info = map.next_value()?,
-                        "dryRun" => r.dry_run = map.next_value()?,
-                        "options" => r.options = map.next_value()?,
-                        "object" => r.object = object(&mut map, &r)?,
-                        "oldObject" => r.old_object = object(&mut map, &r)?,
-                        _ => {
-                            map.next_value::<serde::de::IgnoredAny>()?;
-                        }
-                    }
-                }
-                Ok(FastRequest(r))
-            }
-        }
-        d.deserialize_map(RequestVisitor)
     }
 }
 
@@ -465,9 +346,9 @@ pub fn prepare<'a>(
     // JSON is UTF-8; checking the whole body once is cheaper than checking each string as it is read.
     let text = std::str::from_utf8(body)
         .map_err(|e| ReviewError::NotJson(format!("the body is not UTF-8: {e}")))?;
-    let envelope: Envelope<'_> = match serde_json::from_str::<FastEnvelope<'_>>(text) {
-        Ok(fast) => fast.0,
-        Err(_) => match serde_json::from_str(text) {
+    let envelope: Envelope<'_> = match fast::envelope(text) {
+        Some(envelope) => envelope,
+        None => match serde_json::from_str(text) {
             Ok(e) => e,
             Err(e) => return readable_but_broken(body, e, endpoint).map(Prepared::Answered),
         },
@@ -486,6 +367,47 @@ pub fn prepare<'a>(
         endpoint,
         policy_configmap,
     ))
+}
+
+/// Reads `body` both ways, the fast reader (`admission::fast`) and the serde `Envelope`, for the tests that
+/// hold the two to the same answers. `Ok(true)`: the fast reader read it, and serde reads the same;
+/// `Ok(false)`: the fast reader gave up, so serde alone decides; `Err`: they differ, which is a bug.
+#[doc(hidden)]
+pub fn decoders_agree(body: &[u8]) -> Result<bool, String> {
+    /// Decodes the objects serde keeps as text, as `read_request` does.
+    fn settled(mut envelope: Envelope<'_>) -> Envelope<'_> {
+        if let Some(request) = envelope.request.as_mut() {
+            let kind = request
+                .kind
+                .as_ref()
+                .and_then(|k| WorkloadKind::from_group_kind(&k.group, &k.kind));
+            for object in [&mut request.object, &mut request.old_object] {
+                if let (Some(kind), Some(ObjectValue::Raw(raw))) = (kind, &object) {
+                    *object = Some(ObjectValue::Decoded(Workload::from_json(kind, raw.get())));
+                }
+            }
+        }
+        envelope
+    }
+    let Ok(text) = std::str::from_utf8(body) else {
+        return Ok(false);
+    };
+    let Some(fast) = fast::envelope(text) else {
+        return Ok(false);
+    };
+    let reference: Envelope<'_> = serde_json::from_str(text)
+        .map_err(|e| format!("the fast reader read a body that serde refuses: {e}"))?;
+    let (fast, reference) = (
+        format!("{:?}", settled(fast)),
+        format!("{:?}", settled(reference)),
+    );
+    if fast == reference {
+        Ok(true)
+    } else {
+        Err(format!(
+            "the two readers differ\nfast:  {fast}\nserde: {reference}"
+        ))
+    }
 }
 
 /// A body that failed the typed decode: if the envelope and the uid can still be read, the review is

@@ -8,6 +8,7 @@ pub mod cli;
 pub mod connect;
 pub mod engine;
 pub mod image;
+mod json;
 pub mod manifest;
 pub mod policy;
 pub mod registry;

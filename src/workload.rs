@@ -5,6 +5,8 @@
 //! error, so a rule never silently misses a value it was meant to judge. `null` is read the way the API
 //! server's Go decoder reads it: as absent.
 
+pub(crate) mod fast;
+
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fmt;
@@ -507,26 +509,6 @@ impl<'de> Deserialize<'de> for Volume {
             }
         }
         d.deserialize_map(VolumeVisitor)
-    }
-}
-
-/// Decodes an object of a known kind in place, inside a larger document (the review envelope), so that the
-/// object is read once. `null` gives `None`; a missing pod spec is an `Err` inside, not a decode failure.
-pub struct WorkloadSeed(pub WorkloadKind);
-
-impl<'de> de::DeserializeSeed<'de> for WorkloadSeed {
-    type Value = Option<Result<Workload, DecodeError>>;
-
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-        let decoded = match self.0 {
-            WorkloadKind::Pod => Option::<PodObject>::deserialize(d)?.map(Decoded::Pod),
-            WorkloadKind::CronJob => Option::<CronJobObject>::deserialize(d)?.map(Decoded::CronJob),
-            WorkloadKind::PodTemplate => {
-                Option::<PodTemplateObject>::deserialize(d)?.map(Decoded::PodTemplate)
-            }
-            _ => Option::<TemplatedObject>::deserialize(d)?.map(Decoded::Templated),
-        };
-        Ok(decoded.map(|decoded| Workload::assemble(self.0, decoded)))
     }
 }
 

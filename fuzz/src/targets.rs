@@ -91,6 +91,10 @@ fn call_evaluate(policy: &Policy, object: &Workload) -> Decision {
 /// request's uid; `/validate` never admits a CREATE of a covered kind whose object has a privileged
 /// container, a host namespace, or an image outside the allow list; `/mutate` never denies.
 pub fn review(data: &[u8]) {
+    // The fast reader never reads a body otherwise than serde does.
+    if let Err(e) = vigil::admission::decoders_agree(data) {
+        panic!("{e}");
+    }
     let policy = enforce_policy();
     let request: Option<Value> = serde_json::from_slice(data).ok();
     for endpoint in [Endpoint::Validate, Endpoint::Mutate] {
