@@ -84,6 +84,12 @@ static NAMES: LazyLock<(Regex, Regex)> = LazyLock::new(|| {
     )
 });
 
+/// Compiles the patterns now rather than on the first review that needs them (about 2 ms).
+pub(crate) fn compile_patterns() {
+    LazyLock::force(&VALUES);
+    LazyLock::force(&NAMES);
+}
+
 /// What a literal value that a credential-named variable holds must not be, to be worth flagging: empty,
 /// a boolean or a number, a `$(VAR)` reference, a path, a template placeholder, or a `key=value,...`
 /// configuration string.

@@ -406,6 +406,7 @@ pub async fn start_with(args: ServeArgs, alerts: AlertSink) -> Result<Running, S
         );
         app.set_cert(cert);
     }
+    crate::rules::warm_up();
     // The first check runs before serving; a bad policy or certificate leaves the server not ready, and
     // the reloader keeps retrying.
     let mut reloader = Reloader::new(app.clone(), sources);
