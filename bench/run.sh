@@ -2,7 +2,7 @@
 # Vigil's benchmark in one command: builds the release binaries, installs h2load when it is missing, then
 # runs Vigil and the constant-response reference server under the same load and prints a table.
 #
-#   bench/run.sh          the benchmark (about 4 minutes; QUICK=1 for a one-run smoke test)
+#   bench/run.sh          the benchmark (about 6 minutes; QUICK=1 for a one-run smoke test)
 #   bench/run.sh soak     Vigil alone at a fixed rate for SOAK_SECONDS (default 600): RSS, fds, p99 over time
 #
 # Knobs (environment): QUICK, RUNS, TPUT_SECONDS, LAT_SECONDS, WARMUP_SECONDS, START_RUNS, PIN=0,
