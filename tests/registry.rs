@@ -351,6 +351,29 @@ async fn tls_registries_need_their_ca() {
     );
 }
 
+/// Sends a pod review of `image` with the API server's `timeout=2s` and checks that the answer came inside
+/// it, whatever the registry does; returns the answer and how long it took.
+async fn review_within_two_seconds(server: &Server, uid: &str, image: &str) -> (Value, Duration) {
+    let mut c = server.client().await;
+    let started = Instant::now();
+    let body = pod_review(uid, one(image), json!({}));
+    let reply = c
+        .send(
+            "POST",
+            "/validate?timeout=2s",
+            Some("application/json"),
+            body.as_bytes(),
+        )
+        .await
+        .unwrap();
+    let took = started.elapsed();
+    assert!(
+        took < Duration::from_secs(2),
+        "answered inside the review's timeout: {took:?}"
+    );
+    (reply.json(), took)
+}
+
 #[tokio::test]
 async fn a_registry_outage_is_seen_and_on_error_decides() {
     common::install_provider();
@@ -369,24 +392,7 @@ async fn a_registry_outage_is_seen_and_on_error_decides() {
     registry.stop();
 
     for (server, allowed) in [(&allow_server, true), (&deny_server, false)] {
-        let mut c = server.client().await;
-        let started = Instant::now();
-        let body = pod_review("o1", one(&image), json!({}));
-        let reply = c
-            .send(
-                "POST",
-                "/validate?timeout=2s",
-                Some("application/json"),
-                body.as_bytes(),
-            )
-            .await
-            .unwrap();
-        let took = started.elapsed();
-        assert!(
-            took < Duration::from_secs(2),
-            "answered inside the request's timeout: {took:?}"
-        );
-        let r = reply.json();
+        let (r, took) = review_within_two_seconds(server, "o1", &image).await;
         assert_eq!(r["response"]["allowed"], allowed, "{r}");
         let v = violations(&r);
         assert_eq!(v.len(), 1, "{v:?}");
@@ -893,24 +899,7 @@ async fn a_registry_that_hangs_on_signatures_leaves_it_to_on_error_within_the_re
             args.registry.registry_plain_http = vec![proxy];
         })
         .await;
-        let mut c = server.client().await;
-        let started = Instant::now();
-        let body = pod_review("h1", one(&image), json!({}));
-        let reply = c
-            .send(
-                "POST",
-                "/validate?timeout=2s",
-                Some("application/json"),
-                body.as_bytes(),
-            )
-            .await
-            .unwrap();
-        let took = started.elapsed();
-        assert!(
-            took < Duration::from_secs(2),
-            "answered inside the review's timeout: {took:?}"
-        );
-        let r = reply.json();
+        let (r, took) = review_within_two_seconds(&server, "h1", &image).await;
         assert_eq!(r["response"]["allowed"], allowed, "onError {on_error}: {r}");
         let v = violations(&r);
         assert_eq!(v.len(), 1, "{v:?}");
