@@ -369,41 +369,36 @@ impl<'a> Reader<'a> {
         &mut self,
         mut field: impl FnMut(&mut Self, &str) -> Read<()>,
     ) -> Read<()> {
-        self.eat(b'{')?;
-        self.enter()?;
-        if self.peek() == Some(b'}') {
-            self.pos += 1;
-        } else {
-            loop {
-                let key = self.key()?;
-                field(self, &key)?;
-                match self.peek() {
-                    Some(b',') => self.pos += 1,
-                    Some(b'}') => {
-                        self.pos += 1;
-                        break;
-                    }
-                    _ => return Err(Bail),
-                }
-            }
-        }
-        self.depth -= 1;
-        Ok(())
+        self.items(b'{', b'}', |r| {
+            let key = r.key()?;
+            field(r, &key)
+        })
     }
 
     /// An array: `item` reads each item.
     #[inline]
-    pub(crate) fn array(&mut self, mut item: impl FnMut(&mut Self) -> Read<()>) -> Read<()> {
-        self.eat(b'[')?;
+    pub(crate) fn array(&mut self, item: impl FnMut(&mut Self) -> Read<()>) -> Read<()> {
+        self.items(b'[', b']', item)
+    }
+
+    /// The items of an object or an array, between `open` and `close`, separated by commas.
+    #[inline]
+    fn items(
+        &mut self,
+        open: u8,
+        close: u8,
+        mut item: impl FnMut(&mut Self) -> Read<()>,
+    ) -> Read<()> {
+        self.eat(open)?;
         self.enter()?;
-        if self.peek() == Some(b']') {
+        if self.peek() == Some(close) {
             self.pos += 1;
         } else {
             loop {
                 item(self)?;
                 match self.peek() {
                     Some(b',') => self.pos += 1,
-                    Some(b']') => {
+                    Some(b) if b == close => {
                         self.pos += 1;
                         break;
                     }
