@@ -2,10 +2,10 @@
 //! skips the rest with a byte scan, where serde_json's typed decode spends most of a review's time.
 //!
 //! It is a fast path only. It gives up ([`Bail`]) on anything it does not read exactly as serde_json would:
-//! a syntax error, a type it was not asked for, a duplicate field, a surrogate escape, a
-//! number it cannot hold, deep nesting. The caller then decodes the same text with serde, which either
-//! accepts it or names the error. So this reader never needs an error message, and it must never accept what
-//! serde would refuse: the test `decoders_agree` holds the two to the same answers.
+//! a syntax error, a type it was not asked for, a duplicate field, a surrogate escape, a number it cannot
+//! hold, deep nesting. The caller then decodes the same text with serde, which either accepts it or names
+//! the error. So this reader never needs an error message, and it must never accept what serde would
+//! refuse: `admission::decoders_agree` and tests/decoders.rs hold the two to the same answers.
 
 use std::borrow::Cow;
 
