@@ -270,8 +270,15 @@ impl<'a> Reader<'a> {
         Ok((c, 2))
     }
 
+    #[inline]
     fn skip_str(&mut self) -> Read<()> {
         self.eat(b'"')?;
+        self.skip_str_rest()
+    }
+
+    /// The rest of a string, after its opening quote.
+    #[inline]
+    fn skip_str_rest(&mut self) -> Read<()> {
         loop {
             let at = self.plain_run();
             match self.bytes().get(at) {
@@ -351,7 +358,10 @@ impl<'a> Reader<'a> {
                         continue;
                     }
                 }
-                b'"' => self.skip_str()?,
+                b'"' => {
+                    self.pos += 1;
+                    self.skip_str_rest()?;
+                }
                 b't' => self.literal(b"true")?,
                 b'f' => self.literal(b"false")?,
                 b'n' => self.literal(b"null")?,
