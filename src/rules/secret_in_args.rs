@@ -17,7 +17,8 @@ use std::borrow::Cow;
 use std::ops::Range;
 
 use super::secret_in_env::{
-    credential_shapes, is_credential_name, is_inert, may_name_credential, starts_credential_word,
+    credential_shapes, is_credential_name, is_inert, may_name_credential,
+    may_start_credential_word, starts_credential_word,
 };
 use super::{
     Check, CheckContext, DefaultMode, Finding, PodView, Rule, RuleId, RuleProfile, Severity,
@@ -231,7 +232,7 @@ fn may_name_credential_in(arg: &str) -> bool {
         || (0..b.len()).any(|i| match b[i] {
             b'\'' | b'"' | b'\\' => true,
             b'-' => b.get(i + 1) == Some(&b'p'),
-            _ => starts_credential_word(&b[i..]),
+            c => may_start_credential_word(c) && starts_credential_word(&b[i..]),
         })
 }
 

@@ -135,7 +135,16 @@ pub(crate) fn is_credential_name(name: &str) -> bool {
 /// `key` or `credential` in some case. Most names hold none. A name that is not ASCII is left to the
 /// pattern, which folds case the Unicode way (the Kelvin sign is a `k`).
 pub(crate) fn may_name_credential(name: &str) -> bool {
-    !name.is_ascii() || (0..name.len()).any(|i| starts_credential_word(&name.as_bytes()[i..]))
+    let b = name.as_bytes();
+    !name.is_ascii()
+        || (0..b.len()).any(|i| may_start_credential_word(b[i]) && starts_credential_word(&b[i..]))
+}
+
+/// Whether a credential word (see `starts_credential_word`) can start with this byte: a cheap test that
+/// most bytes fail. `| 0x20` lowercases an ASCII letter, and no other byte becomes one of these letters.
+#[inline]
+pub(crate) fn may_start_credential_word(byte: u8) -> bool {
+    matches!(byte | 0x20, b'p' | b's' | b't' | b'k' | b'c')
 }
 
 /// Whether `text` starts with `pass`, `secret`, `token`, `key` or `credential`, in any ASCII case.
@@ -144,7 +153,7 @@ pub(crate) fn starts_credential_word(text: &[u8]) -> bool {
         text.get(..word.len())
             .is_some_and(|t| t.eq_ignore_ascii_case(word))
     };
-    match text.first().map(u8::to_ascii_lowercase) {
+    match text.first().map(|b| b | 0x20) {
         Some(b'p') => starts(b"pass"),
         Some(b's') => starts(b"secret"),
         Some(b't') => starts(b"token"),
