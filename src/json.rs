@@ -67,6 +67,12 @@ impl<'a> Reader<'a> {
     #[inline(never)]
     fn whitespace(&mut self) -> Option<u8> {
         let bytes = self.bytes();
+        // Most runs are the one space after a colon.
+        self.pos += 1;
+        match bytes.get(self.pos) {
+            Some(b' ' | b'\n' | b'\r' | b'\t') => {}
+            next => return next.copied(),
+        }
         let (space, newline) = (u8x16::splat(b' '), u8x16::splat(b'\n'));
         let (tab, cr) = (u8x16::splat(b'\t'), u8x16::splat(b'\r'));
         while let Some(chunk) = bytes.get(self.pos..self.pos + 16) {
