@@ -285,12 +285,27 @@ impl<'a> ResponseOut<'a> {
     }
 
     fn into_body(self) -> Vec<u8> {
-        serde_json::to_vec(&ReviewOut {
-            api_version: API_VERSION,
-            kind: "AdmissionReview",
-            response: self,
-        })
-        .expect("a response always serializes")
+        // Sized once for what it carries (escaping adds a little), not grown from serde_json's 128 bytes.
+        let carried = self.status.as_ref().map_or(0, |s| s.message.len())
+            + self.warnings.iter().map(String::len).sum::<usize>()
+            + self
+                .audit_annotations
+                .iter()
+                .flatten()
+                .map(|(_, v)| v.len())
+                .sum::<usize>()
+            + self.patch.as_ref().map_or(0, String::len);
+        let mut out = Vec::with_capacity(256 + carried + carried / 4);
+        serde_json::to_writer(
+            &mut out,
+            &ReviewOut {
+                api_version: API_VERSION,
+                kind: "AdmissionReview",
+                response: self,
+            },
+        )
+        .expect("a response always serializes");
+        out
     }
 }
 
