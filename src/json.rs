@@ -200,31 +200,10 @@ impl<'a> Reader<'a> {
         self.eat(b':')
     }
 
-    /// Where the run of plain string bytes from the current position ends: sixteen bytes at a time, the
-    /// rest byte by byte.
+    /// Where the run of plain string bytes from the current position ends.
     #[inline]
     fn plain_run(&self) -> usize {
-        let bytes = self.bytes();
-        let mut i = self.pos;
-        let quote = u8x16::splat(b'"');
-        let backslash = u8x16::splat(b'\\');
-        let control = u8x16::splat(0x1f);
-        while let Some(chunk) = bytes.get(i..i + 16) {
-            let v = u8x16::from(<[u8; 16]>::try_from(chunk).expect("sixteen bytes"));
-            let stop = v.simd_eq(quote) | v.simd_eq(backslash) | v.min(control).simd_eq(v);
-            let mask = stop.to_bitmask();
-            if mask != 0 {
-                return i + mask.trailing_zeros() as usize;
-            }
-            i += 16;
-        }
-        while let Some(&b) = bytes.get(i) {
-            if STRING_STOP[usize::from(b)] {
-                break;
-            }
-            i += 1;
-        }
-        i
+        plain_run(self.bytes(), self.pos)
     }
 
     /// The rest of a string that has escapes, from `start` (just after the opening quote); `at` is the
@@ -461,6 +440,62 @@ impl<'a> Reader<'a> {
         self.depth -= 1;
         Ok(())
     }
+}
+
+/// Where the run of plain string bytes (not a quote, a backslash or a control character) from `from` ends:
+/// sixteen bytes at a time, the rest byte by byte.
+#[inline]
+fn plain_run(bytes: &[u8], from: usize) -> usize {
+    let mut i = from;
+    let quote = u8x16::splat(b'"');
+    let backslash = u8x16::splat(b'\\');
+    let control = u8x16::splat(0x1f);
+    while let Some(chunk) = bytes.get(i..i + 16) {
+        let v = u8x16::from(<[u8; 16]>::try_from(chunk).expect("sixteen bytes"));
+        let stop = v.simd_eq(quote) | v.simd_eq(backslash) | v.min(control).simd_eq(v);
+        let mask = stop.to_bitmask();
+        if mask != 0 {
+            return i + mask.trailing_zeros() as usize;
+        }
+        i += 16;
+    }
+    while let Some(&b) = bytes.get(i) {
+        if STRING_STOP[usize::from(b)] {
+            break;
+        }
+        i += 1;
+    }
+    i
+}
+
+/// Appends `text` as a JSON string literal, quotes included, escaped byte for byte as serde_json escapes it;
+/// a run of plain bytes is copied at once rather than looked at one byte at a time.
+pub(crate) fn quote_into(out: &mut String, text: &str) {
+    let bytes = text.as_bytes();
+    out.push('"');
+    let mut from = 0;
+    loop {
+        let at = plain_run(bytes, from);
+        out.push_str(&text[from..at]);
+        let Some(&b) = bytes.get(at) else { break };
+        match b {
+            b'"' => out.push_str("\\\""),
+            b'\\' => out.push_str("\\\\"),
+            b'\n' => out.push_str("\\n"),
+            b'\r' => out.push_str("\\r"),
+            b'\t' => out.push_str("\\t"),
+            0x08 => out.push_str("\\b"),
+            0x0c => out.push_str("\\f"),
+            _ => {
+                const HEX: &[u8; 16] = b"0123456789abcdef";
+                out.push_str("\\u00");
+                out.push(char::from(HEX[usize::from(b >> 4)]));
+                out.push(char::from(HEX[usize::from(b & 0xf)]));
+            }
+        }
+        from = at + 1;
+    }
+    out.push('"');
 }
 
 /// `None` for `null`, else what `read` reads: serde's `Option`.
