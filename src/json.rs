@@ -6,6 +6,9 @@
 //! hold, deep nesting. The caller then decodes the same text with serde, which either accepts it or names
 //! the error. So this reader never needs an error message, and it must never accept what serde would
 //! refuse: `admission::decoders_agree` and tests/decoders.rs hold the two to the same answers.
+//!
+//! The same sixteen-bytes-at-a-time scan for the end of a string's plain run also serves the way out:
+//! [`quote_into`] writes the response's strings as serde_json would escape them.
 
 use std::borrow::Cow;
 
